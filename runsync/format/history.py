@@ -1,0 +1,365 @@
+"""History parts (spec §4): the fixed-schema long table of every logged value.
+
+One row per (logged key, log call). Every part of every run has exactly
+``SCHEMA``, so stock readers see keys that first appear late in a run. Parts are
+immutable Parquet files named by the seq range they cover; compaction writes a
+part covering the union of smaller ones, and readers pick a non-overlapping cover.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .atomic import fsync_dir, tmp_name
+from .errors import CorruptFileError
+from .values import ValueType
+from .version import FORMAT_VERSION, check_version
+from .wal import Columns
+
+__all__ = [
+    "SCHEMA",
+    "PART_RE",
+    "Part",
+    "part_name",
+    "parse_part_name",
+    "list_parts",
+    "select_cover",
+    "columns_to_table",
+    "write_part",
+    "read_part",
+    "resolve",
+    "to_wide",
+    "empty_table",
+]
+
+SCHEMA = pa.schema(
+    [
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("time", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("type", pa.int8(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("int", pa.int64()),
+        pa.field("text", pa.string()),
+        pa.field("stream", pa.string(), nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),
+    ]
+)
+
+# <stream>.<lo>-<hi>.parquet, lo/hi zero-padded to 12 digits (spec §4.1).
+PART_RE = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>\d{12})-(?P<hi>\d{12})\.parquet$")
+
+_WRITE_OPTS: dict[str, Any] = dict(
+    compression="zstd",
+    use_dictionary=["key", "stream", "text", "type"],
+    column_encoding={
+        "step": "DELTA_BINARY_PACKED",
+        "time": "DELTA_BINARY_PACKED",
+        "seq": "DELTA_BINARY_PACKED",
+        "int": "DELTA_BINARY_PACKED",
+        "value": "BYTE_STREAM_SPLIT",
+    },
+    write_statistics=True,
+)
+
+
+@dataclass(frozen=True, order=True)
+class Part:
+    stream: str
+    lo: int
+    hi: int
+    path: Path
+
+
+def part_name(stream: str, lo: int, hi: int) -> str:
+    return f"{stream}.{lo:012d}-{hi:012d}.parquet"
+
+
+def parse_part_name(path: Path) -> Part | None:
+    m = PART_RE.match(path.name)
+    if m is None:
+        return None
+    return Part(m["stream"], int(m["lo"]), int(m["hi"]), path)
+
+
+def list_parts(history_dir: Path) -> list[Part]:
+    """All well-named parts in ``history_dir``; other names are ignored (spec §4.1)."""
+    try:
+        names = os.listdir(history_dir)
+    except FileNotFoundError:
+        return []
+    parts = [parse_part_name(history_dir / n) for n in names]
+    return sorted(p for p in parts if p is not None)
+
+
+def select_cover(parts: list[Part]) -> list[Part]:
+    """Per stream, the parts to read: drop parts whose seq range another part contains.
+
+    While compaction runs, a merged part and its sources coexist; the merged part
+    contains their ranges, so each row is read once (spec §4.4).
+    """
+    out: list[Part] = []
+    by_stream: dict[str, list[Part]] = {}
+    for p in parts:
+        by_stream.setdefault(p.stream, []).append(p)
+    for stream_parts in by_stream.values():
+        stream_parts.sort(key=lambda p: (p.lo, -p.hi))
+        last_hi = -1
+        for p in stream_parts:
+            if p.hi <= last_hi:
+                continue  # contained in an already chosen part
+            out.append(p)
+            last_hi = p.hi
+    return out
+
+
+def empty_table() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def columns_to_table(cols: Columns, stream: str) -> pa.Table:
+    """Rows decoded from the WAL → a history table sorted by key, then seq (spec §4.2)."""
+    tables = []
+    for key in sorted(cols.chunks):
+        chunks = cols.chunks[key]
+        for vtype, steps, times, seqs, values in chunks:
+            tables.append(_chunk_table(key, vtype, steps, times, seqs, values, stream))
+    if not tables:
+        return empty_table()
+    table = pa.concat_tables(tables)
+    # Within a key, chunks arrive in log order except where GENERIC and ROW interleave.
+    if not _sorted_within_keys(table):
+        table = table.sort_by([("key", "ascending"), ("seq", "ascending")])
+    return table
+
+
+def _sorted_within_keys(table: pa.Table) -> bool:
+    keys = table.column("key")
+    seqs = table.column("seq").to_numpy()
+    if len(seqs) < 2:
+        return True
+    same = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1)).to_numpy(zero_copy_only=False)
+    return bool(np.all(~same | (seqs[1:] >= seqs[:-1])))
+
+
+def _chunk_table(
+    key: str, vtype: int, steps: np.ndarray, times: np.ndarray, seqs: np.ndarray, values: Any, stream: str
+) -> pa.Table:
+    n = len(steps)
+    time_us = np.round(times * 1e6).astype(np.int64)
+    value: pa.Array
+    ints: pa.Array
+    text: pa.Array
+    if vtype == ValueType.FLOAT:
+        value, ints, text = pa.array(values, pa.float64()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
+    elif vtype == ValueType.INT:
+        value, ints, text = pa.array(values.astype(np.float64)), pa.array(values, pa.int64()), pa.nulls(n, pa.string())
+    elif vtype == ValueType.BOOL:
+        value, ints, text = pa.array(values.astype(np.float64)), pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
+    elif vtype == ValueType.STRING:
+        value, ints, text = pa.nulls(n, pa.float64()), pa.nulls(n, pa.int64()), pa.array(values, pa.string())
+    else:
+        value, ints, text = pa.nulls(n, pa.float64()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
+    return pa.table(
+        [
+            pa.array(steps, pa.int64()),
+            pa.array(time_us, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([key])).cast(pa.string()),
+            pa.array(np.full(n, vtype, dtype=np.int8)),
+            value,
+            ints,
+            text,
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([stream])).cast(pa.string()),
+            pa.array(seqs, pa.int64()),
+        ],
+        schema=SCHEMA,
+    )
+
+
+def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: list[pa.Table] | pa.Table) -> Part:
+    """Write a part atomically (temp name, fsync, rename, fsync dir) and return it.
+
+    ``tables`` may be several tables (compaction streams them as row groups, so
+    memory stays bounded by one input part).
+    """
+    final = history_dir / part_name(stream, lo, hi)
+    tmp = tmp_name(final)
+    meta = {b"runsync.format": FORMAT_VERSION.encode(), b"runsync.stream": stream.encode()}
+    items = [tables] if isinstance(tables, pa.Table) else tables
+    try:
+        with pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta), **_WRITE_OPTS) as w:
+            for t in items:
+                w.write_table(t.replace_schema_metadata(meta), row_group_size=1 << 20)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(history_dir)
+    return Part(stream, lo, hi, final)
+
+
+def read_part(path: Path | str, filesystem: Any = None) -> pa.Table:
+    """Read one part, checking it is a runsync history part of a known version."""
+    try:
+        pf = pq.ParquetFile(path, filesystem=filesystem) if filesystem is not None else pq.ParquetFile(path)
+        md = pf.schema_arrow.metadata or {}
+        version = md.get(b"runsync.format")
+        if version is None:
+            raise CorruptFileError("Parquet file without runsync.format metadata: not a history part", path)
+        check_version(version.decode(), path)
+        table = pf.read()
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CorruptFileError(f"unreadable history part ({e})", path) from None
+    missing = [f.name for f in SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise CorruptFileError(f"history part lacks columns {missing}", path)
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def resolve(table: pa.Table) -> pa.Table:
+    """Keep, per (step, key), the row with the greatest (time, stream, seq) (spec §4.5).
+
+    Returns the winners sorted by step, then key.
+    """
+    if table.num_rows == 0:
+        return table
+    order = table.sort_by(
+        [("step", "ascending"), ("key", "ascending"), ("time", "descending"), ("stream", "descending"), ("seq", "descending")]
+    )
+    steps = order.column("step").to_numpy()
+    keys = order.column("key")
+    first = np.ones(len(steps), dtype=bool)
+    if len(steps) > 1:
+        same_key = pc.equal(keys.slice(1), keys.slice(0, len(steps) - 1)).to_numpy(zero_copy_only=False)
+        first[1:] = ~((steps[1:] == steps[:-1]) & same_key)
+    return order.filter(pa.array(first))
+
+
+def to_wide(resolved: pa.Table, keys: list[str] | None = None) -> pa.Table:
+    """Resolved long rows → one row per step with a column per key (spec §4.6).
+
+    Column types: all INT → int64; INT/FLOAT mixes → float64; all BOOL → bool;
+    STRING → string; mixed string and number → string of the value's JSON-free repr.
+    ``time`` of a step is the latest time among its winning rows.
+    """
+    if keys is not None:
+        resolved = resolved.filter(pc.is_in(resolved.column("key"), pa.array(keys, pa.string())))
+    if resolved.num_rows == 0:
+        return pa.table({"step": pa.array([], pa.int64()), "time": pa.array([], pa.timestamp("us", tz="UTC"))})
+    steps_all = resolved.column("step").to_numpy()
+    uniq, inverse = np.unique(steps_all, return_inverse=True)
+    n = len(uniq)
+    times = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(times, inverse, resolved.column("time").cast(pa.int64()).to_numpy())
+    out: dict[str, pa.Array] = {
+        "step": pa.array(uniq, pa.int64()),
+        "time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+    }
+    key_col = resolved.column("key").combine_chunks()
+    enc = key_col.dictionary_encode()
+    dictionary = enc.dictionary.to_pylist()
+    indices = enc.indices.to_numpy()
+    types = resolved.column("type").to_numpy()
+    value = resolved.column("value")
+    ints = resolved.column("int")
+    text = resolved.column("text")
+    order = sorted(range(len(dictionary)), key=lambda i: dictionary[i])
+    if keys is not None:
+        rank = {k: i for i, k in enumerate(keys)}
+        order = sorted(order, key=lambda i: rank.get(dictionary[i], len(rank)))
+    for di in order:
+        key = dictionary[di]
+        sel = np.nonzero(indices == di)[0]
+        pos = inverse[sel]
+        ktypes = set(np.unique(types[sel]).tolist()) - {ValueType.NULL}
+        take = pa.array(sel)
+        col: pa.Array
+        if not ktypes or ktypes <= {ValueType.FLOAT, ValueType.INT} and ktypes != {ValueType.INT}:
+            col = _scatter_arrow(n, pos, value.take(take), pa.float64())
+        elif ktypes == {ValueType.INT}:
+            col = _scatter_arrow(n, pos, ints.take(take), pa.int64())
+        elif ktypes == {ValueType.BOOL}:
+            col = _scatter_arrow(n, pos, pc.not_equal(value.take(take), 0.0), pa.bool_())
+        else:
+            col = _scatter_arrow(n, pos, _as_text(types[sel], value.take(take), ints.take(take), text.take(take)), pa.string())
+        out[key] = col
+    return pa.table(out)
+
+
+def _scatter_arrow(n: int, pos: np.ndarray, vals: pa.Array, typ: pa.DataType) -> pa.Array:
+    idx = np.full(n, -1, dtype=np.int64)
+    idx[pos] = np.arange(len(pos))
+    mask = idx < 0
+    idx[mask] = 0
+    if len(vals) == 0:
+        return pa.nulls(n, typ)
+    taken = pc.take(vals.cast(typ), pa.array(idx))
+    return pc.if_else(pa.array(~mask), taken, pa.nulls(n, typ))
+
+
+def _as_text(types: np.ndarray, value: pa.Array, ints: pa.Array, text: pa.Array) -> pa.Array:
+    """A key logged with strings and other types: render every value as text."""
+    out: list[str | None] = []
+    vals, ivals, tvals = value.to_pylist(), ints.to_pylist(), text.to_pylist()
+    for t, v, i, s in zip(types.tolist(), vals, ivals, tvals):
+        if t == ValueType.STRING:
+            out.append(s)
+        elif t == ValueType.INT:
+            out.append(str(i))
+        elif t == ValueType.BOOL:
+            out.append("true" if v else "false")
+        elif t == ValueType.FLOAT:
+            out.append(repr(v))
+        else:
+            out.append(None)
+    return pa.array(out, pa.string())
+
+
+@dataclass(frozen=True)
+class PartStats:
+    rows: int
+    max_step: int
+    max_time: float  # unix seconds
+    max_seq: int
+
+
+def part_stats(path: Path) -> PartStats:
+    """Row count and maxima of a part from its Parquet statistics (no data read)."""
+    try:
+        md = pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CorruptFileError(f"unreadable history part ({e})", path) from None
+    names = [md.schema.column(i).name for i in range(md.num_columns)]
+    idx = {n: names.index(n) for n in ("step", "time", "seq")}
+    max_step = max_time = max_seq = -1
+    for r in range(md.num_row_groups):
+        rg = md.row_group(r)
+        if rg.num_rows == 0:
+            continue
+        st = {n: rg.column(i).statistics for n, i in idx.items()}
+        max_step = max(max_step, st["step"].max)
+        t = st["time"].max
+        max_time = max(max_time, t.timestamp() if hasattr(t, "timestamp") else t / 1e6)
+        max_seq = max(max_seq, st["seq"].max)
+    return PartStats(md.num_rows, max_step, max_time, max_seq)

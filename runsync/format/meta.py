@@ -1,0 +1,258 @@
+"""JSON documents of a run (spec §3, §6, §7): run.json, claims, status, config, summary.
+
+Each document is a dataclass whose field names are the JSON names in the spec.
+``parse_*`` functions raise a precise FormatError; unknown fields are ignored
+(spec §1.2), so newer minor versions stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .atomic import publish_exclusive, write_atomic
+from .errors import CorruptFileError, NotARunError
+from .values import ValueType
+from .version import FORMAT_VERSION, check_version
+from .wal import Columns, MetaOp, MetaRecord
+
+__all__ = [
+    "RunInfo",
+    "Claim",
+    "Status",
+    "ConfigDoc",
+    "SummaryDoc",
+    "State",
+    "read_json",
+    "dump_json",
+    "load_doc",
+    "save_doc",
+    "publish_doc",
+]
+
+T = TypeVar("T")
+
+
+class State:
+    """Stream and run states (spec §7.1)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CRASHED = "crashed"  # derived by readers, never written
+
+
+@dataclass
+class RunInfo:
+    """``run.json`` (spec §3): identity of a run; written once, never modified."""
+
+    id: str
+    name: str
+    project: str
+    created: float
+    group: str | None = None
+    job_type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    notes: str | None = None
+    format: str = FORMAT_VERSION
+
+
+@dataclass
+class Claim:
+    """``streams/<s>/claim.<inc>.json`` (spec §6.1): who writes an incarnation."""
+
+    stream: str
+    incarnation: int
+    host: str
+    boot_id: str
+    pid: int
+    pid_start: float
+    time: float
+    first_seq: int
+    heartbeat_interval: float
+    time_floor: float = float("-inf")
+    format: str = FORMAT_VERSION
+
+
+@dataclass
+class Status:
+    """``streams/<s>/status.json`` (spec §7.2): state and heartbeat of the latest incarnation."""
+
+    stream: str
+    incarnation: int
+    state: str
+    host: str
+    boot_id: str
+    pid: int
+    pid_start: float
+    started: float
+    heartbeat: float
+    heartbeat_interval: float
+    ended: float | None = None
+    exit_code: int | None = None
+    last_seq: int = -1
+    last_step: int = -1
+    dropped_rows: int = 0
+    error: str | None = None
+    format: str = FORMAT_VERSION
+
+
+@dataclass
+class ConfigDoc:
+    """``streams/<s>/config.json`` (spec §3.2): the stream's config, applied up to ``applied_seq``."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    applied_seq: int = -1
+    format: str = FORMAT_VERSION
+
+    def apply(self, records: list[MetaRecord]) -> None:
+        for r in records:
+            if r.op == MetaOp.CONFIG_UPDATE and r.seq > self.applied_seq:
+                _deep_update(self.config, r.payload)
+                self.applied_seq = r.seq
+
+
+@dataclass
+class SummaryDoc:
+    """``streams/<s>/summary.json`` (spec §3.3).
+
+    ``values`` holds the last logged value of each key unless the key is in
+    ``manual`` (set by hand), which log() never overwrites. ``time`` is when each
+    value was set; readers merging streams take the latest (spec §3.3).
+    """
+
+    values: dict[str, Any] = field(default_factory=dict)
+    manual: list[str] = field(default_factory=list)
+    time: dict[str, float] = field(default_factory=dict)
+    applied_seq: int = -1
+    format: str = FORMAT_VERSION
+
+    def apply(self, cols: Columns) -> None:
+        """Apply decoded rows and META records, in seq order, above ``applied_seq``."""
+        manual = set(self.manual)
+        events: list[tuple[int, int, str, float, Any, bool]] = []
+        for key, chunks in cols.chunks.items():
+            best = None
+            for vtype, _steps, times, seqs, values in chunks:
+                i = len(seqs) - 1
+                if seqs[i] <= self.applied_seq:
+                    continue
+                if best is None or seqs[i] > best[0]:
+                    best = (int(seqs[i]), float(times[i]), _scalar(vtype, values, i))
+            if best is not None:
+                events.append((best[0], 1, key, best[1], best[2], False))
+        for r in cols.meta:
+            if r.seq <= self.applied_seq or r.op not in (MetaOp.SUMMARY_SET, MetaOp.SUMMARY_DELETE):
+                continue
+            events.append((r.seq, 0, r.payload["key"], r.time, r.payload.get("value"), True))
+            if r.op == MetaOp.SUMMARY_DELETE:
+                events[-1] = (r.seq, 0, r.payload["key"], r.time, _DELETE, True)
+        for seq, _, key, t, value, by_hand in sorted(events, key=lambda e: (e[0], e[1])):
+            if by_hand:
+                if value is _DELETE:
+                    self.values.pop(key, None)
+                    self.time.pop(key, None)
+                    manual.discard(key)
+                else:
+                    self.values[key] = value
+                    self.time[key] = t
+                    manual.add(key)
+            elif key not in manual:
+                self.values[key] = value
+                self.time[key] = t
+        self.manual = sorted(manual)
+        self.applied_seq = max(self.applied_seq, cols.max_seq)
+
+
+_DELETE = object()
+
+
+def _scalar(vtype: int, values: Any, i: int) -> Any:
+    if vtype == ValueType.NULL:
+        return None
+    v = values[i]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def dump_json(obj: Any) -> bytes:
+    """Documents are UTF-8 JSON; non-finite floats as NaN/Infinity tokens (spec §3.4)."""
+    return (json.dumps(obj, indent=1, sort_keys=True, allow_nan=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise CorruptFileError(f"cannot read ({e.strerror})", path) from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"invalid JSON ({e})", path) from None
+
+
+def load_doc(cls: type[T], path: Path) -> T:
+    """Read and validate a document; a missing run.json means 'not a run'."""
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        if cls is RunInfo:
+            raise NotARunError("no run.json: not a runsync run directory", path.parent) from None
+        raise
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"expected a JSON object, got {type(data).__name__}", path)
+    check_version(data.get("format", "1.0"), path)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as e:
+        raise CorruptFileError(f"missing or invalid fields ({e})", path) from None
+
+
+def save_doc(doc: Any, path: Path, durable: bool = True) -> None:
+    write_atomic(path, dump_json(asdict(doc)), durable=durable)
+
+
+def publish_doc(doc: Any, path: Path) -> bool:
+    return publish_exclusive(path, dump_json(asdict(doc)))
+
+
+def json_safe(value: Any) -> Any:
+    """Config values → JSON-representable values (numpy scalars to Python)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value
+    item = getattr(value, "item", None)
+    if item is not None and getattr(value, "shape", None) == ():
+        return json_safe(item())
+    tolist = getattr(value, "tolist", None)
+    if tolist is not None:
+        return json_safe(tolist())
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"config value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
+def is_finite(x: Any) -> bool:
+    return not (isinstance(x, float) and not math.isfinite(x))

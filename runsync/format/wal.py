@@ -1,0 +1,325 @@
+"""Write-ahead log segments (spec §8): the durable record of every accepted call.
+
+A segment is a preallocated, zero-filled file. Records are appended back to back
+from offset 64; each starts with ``u32 length, u32 crc32(body)`` and the writer
+stores that header *last*, so a reader that meets a zero length has reached the
+end and a kill can never leave a torn record behind. ROW records (the hot path)
+carry crc 0, "not computed"; the segment header's ``synced_off`` says how far
+the segment is known to be on stable storage, which bounds what is trusted after
+a reboot (spec §8.2, §9).
+
+This module defines the byte layout and decodes it into columns. The writer
+packs records with the Struct objects defined here.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CorruptFileError
+from .values import ValueType
+from .version import FORMAT_MAJOR, FORMAT_MINOR, check_version
+
+__all__ = [
+    "MAGIC",
+    "SEGMENT_HEADER",
+    "SEGMENT_HEADER_SIZE",
+    "SYNCED_OFF",
+    "SYNCED_OFF_POS",
+    "HEADER",
+    "Kind",
+    "MetaOp",
+    "ROW_PREFIX",
+    "GENERIC_PREFIX",
+    "KEYDEF",
+    "SCHEMA_PREFIX",
+    "SCHEMA_ITEM",
+    "META_PREFIX",
+    "VALUE_CODES",
+    "align8",
+    "encode_segment_header",
+    "decode_segment_header",
+    "Decoder",
+    "Columns",
+    "MetaRecord",
+]
+
+MAGIC = b"RSYNCWAL"
+# magic, format major, format minor, incarnation, segment number, synced_off; padded to 64 bytes.
+SEGMENT_HEADER = struct.Struct("<8sHHII4xQ")
+SEGMENT_HEADER_SIZE = 64
+SYNCED_OFF = struct.Struct("<Q")
+SYNCED_OFF_POS = 24
+HEADER = struct.Struct("<II")  # record length (incl. header, multiple of 8), crc32 of body
+
+
+class Kind:
+    """Record kinds (spec §8.3). Unknown kinds are skipped by length."""
+
+    KEYDEF = 1
+    SCHEMA = 2
+    ROW = 3
+    GENERIC = 4
+    META = 5
+
+
+class MetaOp:
+    """Operations carried by META records (spec §8.3.5)."""
+
+    SUMMARY_SET = 1
+    SUMMARY_DELETE = 2
+    CONFIG_UPDATE = 3
+
+
+# Bodies start at offset 8 of a record; all integers little-endian.
+ROW_PREFIX = struct.Struct("<B3xIqqd")  # kind, schema id, seq, step, time (unix s)
+GENERIC_PREFIX = struct.Struct("<B3xIqqd")  # kind, n items, seq, step, time
+KEYDEF = struct.Struct("<B3xIH")  # kind, key id, utf-8 length; then the bytes
+SCHEMA_PREFIX = struct.Struct("<B3xIH")  # kind, schema id, n; then n SCHEMA_ITEM
+SCHEMA_ITEM = struct.Struct("<IB")  # key id, value type
+META_PREFIX = struct.Struct("<B3xIqdI")  # kind, op, seq, time, json length; then json
+
+# Fixed-size value encodings used by ROW records, by type code.
+VALUE_CODES = {ValueType.FLOAT: "d", ValueType.INT: "q", ValueType.BOOL: "?"}
+_NP_CODES = {ValueType.FLOAT: "<f8", ValueType.INT: "<i8", ValueType.BOOL: "u1"}
+_GEN_ITEM = struct.Struct("<IB")
+_F64 = struct.Struct("<d")
+_I64 = struct.Struct("<q")
+_U32 = struct.Struct("<I")
+
+
+def align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def encode_segment_header(incarnation: int, segno: int) -> bytes:
+    head = SEGMENT_HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, incarnation, segno, SEGMENT_HEADER_SIZE)
+    return head.ljust(SEGMENT_HEADER_SIZE, b"\0")
+
+
+def decode_segment_header(data: bytes, path: Path | str | None = None) -> tuple[int, int, int]:
+    """Return (incarnation, segno, synced_off) of a segment, checking magic and version."""
+    if len(data) < SEGMENT_HEADER_SIZE:
+        raise CorruptFileError("WAL segment shorter than its 64-byte header", path)
+    magic, major, minor, inc, segno, synced = SEGMENT_HEADER.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise CorruptFileError("not a runsync WAL segment (bad magic)", path)
+    check_version(f"{major}.{minor}", path)
+    return inc, segno, synced
+
+
+@dataclass
+class MetaRecord:
+    """A decoded META record: a summary or config mutation."""
+
+    seq: int
+    time: float
+    op: int
+    payload: Any
+
+
+@dataclass
+class Columns:
+    """Decoded history rows, grouped by key, in log order within each key.
+
+    ``chunks[key]`` is a list of (type, steps, times, seqs, values) where values is
+    a numpy array for FLOAT/INT/BOOL, a list of str for STRING and None for NULL.
+    """
+
+    chunks: dict[str, list[tuple[int, np.ndarray, np.ndarray, np.ndarray, Any]]] = field(default_factory=dict)
+    meta: list[MetaRecord] = field(default_factory=list)
+    rows: int = 0
+    max_seq: int = -1
+
+    def add(self, key: str, vtype: int, steps: np.ndarray, times: np.ndarray, seqs: np.ndarray, values: Any) -> None:
+        self.chunks.setdefault(key, []).append((vtype, steps, times, seqs, values))
+        self.rows += len(steps)
+
+    def extend(self, other: Columns) -> None:
+        for key, lst in other.chunks.items():
+            self.chunks.setdefault(key, []).extend(lst)
+        self.meta.extend(other.meta)
+        self.rows += other.rows
+        self.max_seq = max(self.max_seq, other.max_seq)
+
+    def __bool__(self) -> bool:
+        return self.rows > 0 or bool(self.meta)
+
+
+@dataclass
+class _Schema:
+    key_ids: list[int]
+    types: list[int]
+    dtype_cache: dict[int, np.dtype] = field(default_factory=dict)
+
+    def dtype(self, length: int) -> np.dtype:
+        dt = self.dtype_cache.get(length)
+        if dt is None:
+            names = ["len", "crc", "kind", "schema", "seq", "step", "time"]
+            formats: list[str] = ["<u4", "<u4", "u1", "<u4", "<i8", "<i8", "<f8"]
+            offsets = [0, 4, 8, 12, 16, 24, 32]
+            off = 40
+            for i, t in enumerate(self.types):
+                names.append(f"v{i}")
+                formats.append(_NP_CODES[ValueType(t)])
+                offsets.append(off)
+                off += struct.calcsize(VALUE_CODES[ValueType(t)])
+            dt = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": length})
+            self.dtype_cache[length] = dt
+        return dt
+
+
+class Decoder:
+    """Decodes the records of one incarnation's segments, in segment order.
+
+    Keeps the key and schema tables across segments. ``verify`` checks each
+    record's crc32 (recovery after a crash); a live in-process flusher skips it.
+    """
+
+    def __init__(self, verify: bool = True, time_floor: float = float("-inf")) -> None:
+        self.verify = verify
+        # Times are made non-decreasing in seq order within a stream (spec §4.3).
+        self.time_floor = time_floor
+        self.keys: dict[int, str] = {}
+        self.schemas: dict[int, _Schema] = {}
+
+    def decode(self, data: bytes | memoryview, start: int, end: int, out: Columns, path: Any = None) -> int:
+        """Decode whole records in ``data[start:end]`` into ``out``; return the end offset.
+
+        Stops at the first zero length (end of written data), at a record that
+        runs past ``end``, or — when verifying — at the first checksum failure.
+        """
+        mv = memoryview(data)
+        pos = start
+        while pos + 8 <= end:
+            length, crc = HEADER.unpack_from(mv, pos)
+            if length == 0:
+                break
+            if length < 16 or length % 8 or pos + length > end:
+                if self.verify:
+                    break  # torn or garbage tail
+                raise CorruptFileError(f"bad WAL record length {length} at offset {pos}", path)
+            kind = mv[pos + 8]
+            if kind == Kind.ROW:
+                schema_id = _U32.unpack_from(mv, pos + 12)[0]
+                n = self._row_run(mv, pos, end, length, schema_id, out, path)
+                if n == 0:
+                    break
+                pos += n * length
+                continue
+            if self.verify and crc and zlib.crc32(mv[pos + 8 : pos + length]) != crc:
+                break
+            if kind == Kind.KEYDEF:
+                _, key_id, n = KEYDEF.unpack_from(mv, pos + 8)
+                s = pos + 8 + KEYDEF.size
+                self.keys[key_id] = bytes(mv[s : s + n]).decode("utf-8")
+            elif kind == Kind.SCHEMA:
+                _, schema_id, n = SCHEMA_PREFIX.unpack_from(mv, pos + 8)
+                s = pos + 8 + SCHEMA_PREFIX.size
+                items = [SCHEMA_ITEM.unpack_from(mv, s + i * SCHEMA_ITEM.size) for i in range(n)]
+                self.schemas[schema_id] = _Schema([k for k, _ in items], [t for _, t in items])
+            elif kind == Kind.GENERIC:
+                self._generic(mv, pos, out, path)
+            elif kind == Kind.META:
+                _, op, seq, t, n = META_PREFIX.unpack_from(mv, pos + 8)
+                s = pos + 8 + META_PREFIX.size
+                out.meta.append(MetaRecord(seq, t, op, json.loads(bytes(mv[s : s + n]))))
+                out.max_seq = max(out.max_seq, seq)
+            # unknown kinds: skipped by length (spec §8.3)
+            pos += length
+        return pos
+
+    def _row_run(self, mv: memoryview, pos: int, end: int, length: int, schema_id: int, out: Columns, path: Any) -> int:
+        """Decode the longest run of ROW records of one schema and length at ``pos``."""
+        schema = self.schemas.get(schema_id)
+        if schema is None:
+            if self.verify:
+                return 0
+            raise CorruptFileError(f"ROW record uses undefined schema {schema_id}", path)
+        count = (end - pos) // length
+        arr = np.frombuffer(mv, dtype=schema.dtype(length), count=count, offset=pos)
+        bad = (arr["len"] != length) | (arr["kind"] != Kind.ROW) | (arr["schema"] != schema_id)
+        if bad.any():
+            count = int(bad.argmax())
+            arr = arr[:count]
+        if self.verify:
+            crcs = arr["crc"]
+            for i in np.nonzero(crcs)[0].tolist():
+                s = pos + i * length
+                if zlib.crc32(mv[s + 8 : s + length]) != int(crcs[i]):
+                    count = i
+                    arr = arr[:count]
+                    break
+        if count == 0:
+            return 0
+        steps = np.array(arr["step"], dtype=np.int64)
+        times = np.maximum.accumulate(np.maximum(np.array(arr["time"], dtype=np.float64), self.time_floor))
+        self.time_floor = float(times[-1])
+        seqs = np.array(arr["seq"], dtype=np.int64)
+        for i, (key_id, vtype) in enumerate(zip(schema.key_ids, schema.types)):
+            values = np.array(arr[f"v{i}"])
+            if vtype == ValueType.BOOL:
+                values = values.astype(bool)
+            out.add(self.keys[key_id], vtype, steps, times, seqs, values)
+        out.max_seq = max(out.max_seq, int(seqs[-1]))
+        del arr
+        return count
+
+    def _generic(self, mv: memoryview, pos: int, out: Columns, path: Any) -> None:
+        _, n, seq, step, t = GENERIC_PREFIX.unpack_from(mv, pos + 8)
+        t = self.time_floor = max(t, self.time_floor)
+        p = pos + 8 + GENERIC_PREFIX.size
+        steps = np.array([step], dtype=np.int64)
+        times = np.array([t], dtype=np.float64)
+        seqs = np.array([seq], dtype=np.int64)
+        for _ in range(n):
+            key_id, vtype = _GEN_ITEM.unpack_from(mv, p)
+            p += _GEN_ITEM.size
+            value: Any
+            if vtype == ValueType.FLOAT:
+                value = np.array([_F64.unpack_from(mv, p)[0]])
+                p += 8
+            elif vtype == ValueType.INT:
+                value = np.array([_I64.unpack_from(mv, p)[0]], dtype=np.int64)
+                p += 8
+            elif vtype == ValueType.BOOL:
+                value = np.array([bool(mv[p])])
+                p += 1
+            elif vtype == ValueType.STRING:
+                ln = _U32.unpack_from(mv, p)[0]
+                value = [bytes(mv[p + 4 : p + 4 + ln]).decode("utf-8")]
+                p += 4 + ln
+            elif vtype == ValueType.NULL:
+                value = None
+            else:
+                raise CorruptFileError(f"GENERIC record with unknown value type {vtype}", path)
+            out.add(self.keys[key_id], vtype, steps, times, seqs, value)
+        out.max_seq = max(out.max_seq, seq)
+
+
+def encode_generic_items(items: list[tuple[int, int, Any]]) -> bytes:
+    """Encode (key id, type, value) items of a GENERIC record body."""
+    parts: list[bytes] = []
+    for key_id, vtype, value in items:
+        parts.append(_GEN_ITEM.pack(key_id, vtype))
+        if vtype == ValueType.FLOAT:
+            parts.append(_F64.pack(value))
+        elif vtype == ValueType.INT:
+            parts.append(_I64.pack(value))
+        elif vtype == ValueType.BOOL:
+            parts.append(b"\x01" if value else b"\x00")
+        elif vtype == ValueType.STRING:
+            raw = value.encode("utf-8")
+            parts.append(_U32.pack(len(raw)) + raw)
+    return b"".join(parts)
+
+
+def encode_meta_payload(payload: Any) -> bytes:
+    return json.dumps(payload, allow_nan=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,236 @@
+"""Reading one run: ``runsync.open_run(path)`` (spec §3, §4, §7, §8.5).
+
+Reads parts and — read-only — the WAL tails of live or crashed writers, so a
+run being written reads as complete as its writer's last log() call.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..format.errors import NotARunError
+from ..format.history import columns_to_table, empty_table, list_parts, read_part, resolve, select_cover, to_wide
+from ..format.layout import RunLayout, StreamLayout
+from ..format.liveness import host_identity, run_state, stream_state
+from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, load_doc
+from ..format.tail import filter_seq, read_tail
+from ..format.wal import Columns
+
+__all__ = ["RunView", "open_run"]
+
+_RETRIES = 5
+
+
+def open_run(path: str | Path) -> RunView:
+    """Open the run directory ``path`` for reading (raises NotARunError if it is not one)."""
+    p = Path(path)
+    if not p.is_dir():
+        raise NotARunError("no such run directory", p)
+    return RunView(p)
+
+
+def _load_optional(cls: Any, path: Path) -> Any:
+    try:
+        return load_doc(cls, path)
+    except FileNotFoundError:
+        return None
+
+
+class RunView:
+    """A read-only view of a run directory. Each call re-reads the files, so a live run is followed."""
+
+    def __init__(self, path: Path) -> None:
+        self.layout = RunLayout(path)
+        self.path = path
+        self.info: RunInfo = load_doc(RunInfo, self.layout.run_json)
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """run.json as a dict, plus state and the streams' timing."""
+        out = asdict(self.info)
+        out["status"] = self.status
+        streams = self.streams()
+        started = [s["started"] for s in streams if s.get("started") is not None]
+        ends = [s.get("ended") or s.get("heartbeat") for s in streams]
+        out["started"] = min(started) if started else self.info.created
+        ends = [e for e in ends if e is not None]
+        out["duration"] = (max(ends) - out["started"]) if ends else 0.0
+        out["streams"] = streams
+        return out
+
+    @property
+    def status(self) -> str:
+        """``running``, ``finished``, ``failed`` or ``crashed`` (spec §7.4)."""
+        return run_state(self.layout)
+
+    def streams(self) -> list[dict[str, Any]]:
+        out = []
+        for st in self.layout.streams():
+            s = stream_state(st)
+            if s is None:
+                continue
+            d: dict[str, Any] = {"stream": s.stream, "state": s.state, "incarnation": s.incarnation,
+                                 "host": s.claim.host, "pid": s.claim.pid}
+            if s.status is not None and s.status.incarnation == s.incarnation:
+                d.update(started=s.status.started, heartbeat=s.status.heartbeat, ended=s.status.ended,
+                         exit_code=s.status.exit_code, last_step=s.status.last_step,
+                         dropped_rows=s.status.dropped_rows)
+            else:
+                d.update(started=s.claim.time, heartbeat=s.claim.time)
+            out.append(d)
+        return out
+
+    # -- config and summary ---------------------------------------------------------
+    def _docs(self) -> list[tuple[float, StreamLayout, ConfigDoc | None, SummaryDoc | None, Columns]]:
+        out = []
+        for st in self.layout.streams():
+            incs = st.incarnations()
+            if not incs:
+                continue
+            first = load_doc(Claim, st.claim(incs[0])).time
+            cfg = _load_optional(ConfigDoc, st.config)
+            summ = _load_optional(SummaryDoc, st.summary)
+            above = min(d.applied_seq for d in (cfg, summ) if d is not None) if (cfg or summ) else -1
+            tail = self._tails(st, above)
+            out.append((first, st, cfg, summ, tail))
+        return sorted(out, key=lambda x: x[0])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Config merged over streams in the order they started (later streams win)."""
+        merged: dict[str, Any] = {}
+        for _t, _st, cfg, _s, tail in self._docs():
+            doc = copy.deepcopy(cfg) if cfg is not None else ConfigDoc()
+            doc.apply(tail.meta)
+            _merge(merged, doc.config)
+        return merged
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Per key, the most recently set value over all streams (spec §3.3)."""
+        best: dict[str, tuple[float, Any]] = {}
+        for _t, _st, _cfg, summ, tail in self._docs():
+            doc = copy.deepcopy(summ) if summ is not None else SummaryDoc()
+            doc.apply(tail)
+            for k, v in doc.values.items():
+                t = doc.time.get(k, 0.0)
+                if k not in best or t >= best[k][0]:
+                    best[k] = (t, v)
+        return {k: v for k, (_t, v) in sorted(best.items())}
+
+    # -- history --------------------------------------------------------------------
+    def _tails(self, st: StreamLayout, above: int) -> Columns:
+        cols = Columns()
+        same_boot = host_identity()[1]
+        for inc in sorted({inc for inc, _n, _p in st.segments()}):
+            try:
+                c = load_doc(Claim, st.claim(inc))
+            except FileNotFoundError:
+                continue
+            cols.extend(read_tail(st, inc, above, c.time_floor, same_boot=c.boot_id == same_boot))
+        return cols
+
+    def rows(self, keys: list[str] | None = None) -> pa.Table:
+        """Every stored row in long form (spec §4.2), unresolved, parts plus WAL tails."""
+        for attempt in range(_RETRIES):
+            try:
+                return self._rows(keys)
+            except FileNotFoundError:
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))  # a part was merged away while we read
+        raise AssertionError("unreachable")
+
+    def _rows(self, keys: list[str] | None) -> pa.Table:
+        # Tails first, then parts: a part written meanwhile then hides the same rows of the tail.
+        tails = {st.name: self._tails(st, -1) for st in self.layout.streams()}
+        parts = select_cover(list_parts(self.layout.history))
+        tables = [read_part(p.path) for p in parts]
+        hi: dict[str, int] = {}
+        for p in parts:
+            hi[p.stream] = max(hi.get(p.stream, -1), p.hi)
+        for name, cols in tails.items():
+            if cols.rows:
+                tail = filter_seq(cols, hi.get(name, -1))
+                if tail.rows:
+                    tables.append(columns_to_table(tail, name))
+        table = pa.concat_tables(tables) if tables else empty_table()
+        if keys is not None:
+            table = table.filter(pc.is_in(table.column("key"), pa.array(list(keys), pa.string())))
+        return table
+
+    def history(self, keys: list[str] | None = None, wide: bool = True, format: str = "pandas") -> Any:
+        """Resolved history (spec §4.5): wide (one row per step) or long; pandas or Arrow.
+
+        ``format="pandas"`` needs pandas (``pip install runsync[pandas]``); ``"arrow"`` does not.
+        """
+        if format not in ("pandas", "arrow"):
+            raise ValueError(f"format must be 'pandas' or 'arrow', got {format!r}")
+        resolved = resolve(self.rows(keys))
+        table = to_wide(resolved, keys) if wide else resolved
+        if format == "arrow":
+            return table
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise ImportError("history(format='pandas') needs pandas: pip install 'runsync[pandas]', "
+                              "or pass format='arrow'") from None
+        import pandas as pd
+
+        # Nullable dtypes keep ints exact and bools boolean where a key is absent at some steps.
+        mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+        df = table.to_pandas(types_mapper=mapping.get)
+        if "step" in df.columns:
+            df["step"] = df["step"].astype("int64")
+        return df
+
+    def keys(self) -> list[str]:
+        return sorted(set(self.rows().column("key").to_pylist()))
+
+    def last_values(self) -> dict[str, Any]:
+        """The value each key had at its last resolved step."""
+        resolved = resolve(self.rows())
+        out: dict[str, Any] = {}
+        for row in resolved.select(["key", "type", "value", "int", "text"]).to_pylist():
+            out[row["key"]] = _row_value(row)
+        return dict(sorted(out.items()))
+
+    def __repr__(self) -> str:
+        return f"<runsync.RunView {self.info.name} id={self.info.id} {self.path}>"
+
+
+def _row_value(row: dict[str, Any]) -> Any:
+    t = row["type"]
+    if t == 1:
+        return row["value"]
+    if t == 2:
+        return row["int"]
+    if t == 3:
+        return bool(row["value"])
+    if t == 4:
+        return row["text"]
+    return None
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)

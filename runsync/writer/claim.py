@@ -1,0 +1,130 @@
+"""Claiming a stream (spec §6) and recovering what dead incarnations left (spec §8.5).
+
+A stream is claimed by exclusively creating ``claim.<inc>.json`` for the next
+incarnation number. Whoever creates it owns the stream; there is no lock file
+to break and no flock (unreliable on NFS/Lustre/GPFS). Before claiming, the
+claimer checks that the latest incarnation is not alive (same host: its pid;
+other hosts: its heartbeat).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from ..format.errors import StreamClaimedError
+from ..format.history import columns_to_table, list_parts, part_stats, write_part
+from ..format.layout import RunLayout, StreamLayout
+from ..format.liveness import host_identity, stream_state
+from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
+from ..format.tail import read_tail
+from ..format.wal import Columns
+
+__all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
+
+
+@dataclass
+class StreamHistory:
+    """What a stream already holds: maxima, and the unflushed tails of dead incarnations."""
+
+    max_seq: int = -1
+    max_step: int = -1
+    max_time: float = float("-inf")
+    tails: list[tuple[int, Columns]] = field(default_factory=list)
+    incarnations: list[int] = field(default_factory=list)
+
+
+def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
+    h = StreamHistory(incarnations=stream.incarnations())
+    for p in list_parts(run.history):
+        if p.stream != stream.name:
+            continue
+        st = part_stats(p.path)
+        h.max_seq = max(h.max_seq, st.max_seq, p.hi)
+        h.max_step = max(h.max_step, st.max_step)
+        h.max_time = max(h.max_time, st.max_time)
+    for doc_cls, path in ((SummaryDoc, stream.summary), (ConfigDoc, stream.config)):
+        try:
+            h.max_seq = max(h.max_seq, load_doc(doc_cls, path).applied_seq)
+        except FileNotFoundError:
+            pass
+    covered = h.max_seq
+    for inc in h.incarnations:
+        c = load_doc(Claim, stream.claim(inc))
+        tail = read_tail(stream, inc, covered, c.time_floor, same_boot=c.boot_id == host_identity()[1])
+        if tail:
+            h.tails.append((inc, tail))
+            h.max_seq = max(h.max_seq, tail.max_seq)
+            for chunks in tail.chunks.values():
+                for _t, steps, times, _s, _v in chunks:
+                    h.max_step = max(h.max_step, int(steps.max()))
+                    h.max_time = max(h.max_time, float(times.max()))
+    return h
+
+
+def claim_stream(
+    run: RunLayout, stream: StreamLayout, run_id: str, resume: bool, heartbeat_interval: float
+) -> tuple[Claim, StreamHistory]:
+    """Become the writer of ``stream``; raise StreamClaimedError if someone alive is."""
+    os.makedirs(stream.dir, exist_ok=True)
+    me = psutil.Process()
+    host, boot = host_identity()
+    for _ in range(10):
+        state = stream_state(stream)
+        if state is not None:
+            if state.state == State.RUNNING:
+                c = state.claim
+                raise StreamClaimedError(
+                    f"stream {stream.name!r} of run {run_id} is being written by pid {c.pid} on host {c.host} "
+                    f"(incarnation {state.incarnation}); a second writer would corrupt nothing but is refused. "
+                    "Write to another stream (init(stream=...) or RUNSYNC_STREAM, e.g. one per rank), or wait "
+                    "until that process ends"
+                )
+            if not resume:
+                raise StreamClaimedError(
+                    f"run {run_id} already has data in stream {stream.name!r}; pass resume=True to append to it, "
+                    "or use a different stream or run id"
+                )
+        history = scan_stream(run, stream)
+        inc = (history.incarnations[-1] + 1) if history.incarnations else 0
+        claim = Claim(
+            stream=stream.name,
+            incarnation=inc,
+            host=host,
+            boot_id=boot,
+            pid=me.pid,
+            pid_start=me.create_time(),
+            time=time.time(),
+            first_seq=history.max_seq + 1,
+            heartbeat_interval=heartbeat_interval,
+            time_floor=history.max_time,
+        )
+        if publish_doc(claim, stream.claim(inc)):
+            return claim, history
+    raise StreamClaimedError(f"could not claim stream {stream.name!r} of run {run_id}: too much contention")
+
+
+def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summary: SummaryDoc, config: ConfigDoc) -> None:
+    """Turn dead incarnations' WAL tails into parts and documents, then drop their segments.
+
+    Called by the stream's new owner right after claiming it, so nobody else
+    writes these files concurrently.
+    """
+    os.makedirs(run.history, exist_ok=True)
+    for _inc, tail in history.tails:
+        summary.apply(tail)
+        config.apply(tail.meta)
+        lo = min([int(c[3][0]) for chunks in tail.chunks.values() for c in chunks] + [m.seq for m in tail.meta])
+        save_doc(summary, stream.summary)
+        save_doc(config, stream.config)
+        if tail.rows:
+            write_part(run.history, stream.name, lo, tail.max_seq, columns_to_table(tail, stream.name))
+    for inc, _segno, path in stream.segments():
+        if inc in history.incarnations:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass

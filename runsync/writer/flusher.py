@@ -1,0 +1,295 @@
+"""The background flusher: WAL → Parquet parts, summary/config/status files.
+
+Runs in its own thread, started explicitly by the run. It is the only code that
+does file I/O for a live run. Every failure here is reported through the
+Reporter and retried; none propagates into the training loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..format.history import Part, columns_to_table, read_part, write_part
+from ..format.layout import RunLayout, StreamLayout
+from ..format.meta import ConfigDoc, State, Status, SummaryDoc, save_doc
+from ..format.wal import Columns, Decoder
+from .encoder import Encoder
+from .report import Reporter
+from .segments import allocate_file_segment
+from .settings import Settings
+
+__all__ = ["Flusher"]
+
+_RETRY_DISK = 15.0
+
+
+@dataclass
+class _OwnPart:
+    part: Part
+    level: int
+    rows: int
+
+
+class Flusher:
+    def __init__(
+        self,
+        enc: Encoder,
+        run: RunLayout,
+        stream: StreamLayout,
+        settings: Settings,
+        reporter: Reporter,
+        status: Status,
+        summary: SummaryDoc,
+        config: ConfigDoc,
+        time_floor: float,
+    ) -> None:
+        self.enc = enc
+        self.run = run
+        self.stream = stream
+        self.settings = settings
+        self.reporter = reporter
+        self.status = status
+        self.summary = summary
+        self.config = config
+        self.decoder = Decoder(verify=False, time_floor=time_floor)
+        self.pending = Columns()
+        self.durable_seq = enc.seq  # every record up to here is in a part or a document
+        self.parts: list[_OwnPart] = []
+        self.mu = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._last_part = time.monotonic()
+        self._last_status = 0.0
+        self._docs_dirty = True
+        self._spare_retry_at = 0.0
+        self._part_retry_at = 0.0
+        self._disk_failing = False
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"runsync-flusher-{self.stream.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, state: str, exit_code: int | None, timeout: float) -> bool:
+        """Final flush, then mark the stream ``state``. Returns False on timeout."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                self.reporter.problem("finish", f"final flush did not complete within {timeout:.0f} s; "
+                                      "what was logged stays in the WAL and is recovered by the next reader or writer")
+                return False
+        with self.mu:
+            self._final(state, exit_code)
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.settings.flush_interval)
+            self._wake.clear()
+            if self._stop:
+                break
+            try:
+                with self.mu:
+                    self.tick()
+            except Exception as e:  # never let the thread die silently
+                self.reporter.problem("flusher", f"background flush failed: {type(e).__name__}: {e}")
+
+    # -- one round ---------------------------------------------------------------
+    def tick(self, force_part: bool = False) -> None:
+        now = time.monotonic()
+        self._ensure_spare(now)
+        self.drain()
+        self._sync_segments()
+        due = (
+            force_part
+            or self.pending.rows >= self.settings.part_rows
+            or now - self._last_part >= self.settings.part_interval
+        )
+        if due and now >= self._part_retry_at:
+            self._write_pending(level=1 if self.pending.rows >= self.settings.part_rows else 0)
+        self._release_segments()
+        if time.time() - self._last_status >= self.settings.heartbeat_interval:
+            self._write_status(State.RUNNING)
+
+    def drain(self) -> None:
+        """Decode everything committed to the WAL since the last drain."""
+        with self.mu:
+            with self.enc.lock:
+                work = [(seg, seg.off) for seg in self.enc.segs]
+            new = Columns()
+            for seg, off in work:
+                if off > seg.read:
+                    got = Columns()
+                    seg.read = self.decoder.decode(seg.view, seg.read, off, got)
+                    if got.max_seq >= 0:
+                        seg.max_seq = got.max_seq
+                    new.extend(got)
+            if new:
+                self.summary.apply(new)
+                self.config.apply(new.meta)
+                self.pending.extend(new)
+                self._docs_dirty = True
+
+    # -- parts -------------------------------------------------------------------
+    def _write_pending(self, level: int) -> None:
+        self._last_part = time.monotonic()
+        hi = max(self.pending.max_seq, self.summary.applied_seq, self.config.applied_seq)
+        try:
+            self._write_docs()
+            if self.pending.rows:
+                table = columns_to_table(self.pending, self.stream.name)
+                part = write_part(self.run.history, self.stream.name, self.durable_seq + 1, hi, table)
+                self.parts.append(_OwnPart(part, level, table.num_rows))
+        except OSError as e:
+            self._disk_problem("history part", e)
+            self._part_retry_at = time.monotonic() + _RETRY_DISK
+            return
+        self._disk_ok()
+        if hi > self.durable_seq:
+            self.durable_seq = hi
+        self.pending = Columns()
+        self._compact()
+
+    def _write_docs(self) -> None:
+        if self._docs_dirty:
+            os.makedirs(self.run.history, exist_ok=True)
+            save_doc(self.summary, self.stream.summary)
+            save_doc(self.config, self.stream.config)
+            self._docs_dirty = False
+
+    def _compact(self) -> None:
+        """Merge the last ``merge_factor`` parts while they share a level (spec §4.4)."""
+        f = self.settings.merge_factor
+        while len(self.parts) >= f:
+            group = self.parts[-f:]
+            level = group[0].level
+            rows = sum(p.rows for p in group)
+            if any(p.level != level for p in group) or rows > self.settings.max_merge_rows:
+                return
+            try:
+                merged = write_part(
+                    self.run.history,
+                    self.stream.name,
+                    group[0].part.lo,
+                    group[-1].part.hi,
+                    (read_part(p.part.path) for p in group),
+                )
+            except Exception as e:
+                self.reporter.problem("compact", f"could not merge history parts ({type(e).__name__}: {e}); will retry")
+                return
+            for p in group:
+                try:
+                    os.unlink(p.part.path)
+                except FileNotFoundError:
+                    pass
+            self.parts[-f:] = [_OwnPart(merged, level + 1, rows)]
+
+    # -- segments ------------------------------------------------------------------
+    def _ensure_spare(self, now: float) -> None:
+        if self.enc.spare or now < self._spare_retry_at or self.enc.closed:
+            return
+        segno = self.enc.take_segno()
+        try:
+            seg = allocate_file_segment(
+                self.stream.segment(self.enc.incarnation, segno), self.settings.segment_size, self.enc.incarnation, segno
+            )
+        except OSError as e:
+            self._disk_problem("write-ahead log segment", e)
+            self._spare_retry_at = now + _RETRY_DISK
+            return
+        self.enc.add_spare(seg)
+
+    def _sync_segments(self) -> None:
+        for seg in list(self.enc.segs):
+            if seg.durable:
+                try:
+                    seg.sync(seg.read)
+                except (OSError, ValueError):
+                    pass
+
+    def _release_segments(self) -> None:
+        for seg in list(self.enc.segs):
+            if seg.sealed and seg.read >= seg.off and seg.max_seq <= self.durable_seq:
+                self.enc.release(seg)
+                try:
+                    seg.close(unlink=True)
+                except (BufferError, OSError):
+                    pass
+
+    # -- status --------------------------------------------------------------------
+    def _write_status(self, state: str, exit_code: int | None = None) -> None:
+        st = self.status
+        st.state = state
+        st.heartbeat = time.time()
+        st.last_seq = self.durable_seq
+        st.last_step = self.enc.step - 1
+        st.dropped_rows = self.enc.dropped_rows
+        st.error = self.reporter.last_error
+        if state != State.RUNNING:
+            st.ended = st.heartbeat
+            st.exit_code = exit_code
+        try:
+            save_doc(st, self.stream.status, durable=state != State.RUNNING)
+            self._last_status = st.heartbeat
+        except OSError as e:
+            self._disk_problem("status file", e)
+
+    def _final(self, state: str, exit_code: int | None) -> None:
+        self.drain()
+        self._write_pending(level=0)
+        complete = self.pending.rows == 0 and not self.pending.meta
+        with self.enc.lock:
+            spares = list(self.enc.spare)
+            self.enc.spare.clear()
+        for seg in spares:
+            seg.close(unlink=True)
+        for seg in list(self.enc.segs):
+            seg.sealed = True
+            if complete or not seg.durable:
+                self.enc.release(seg)
+                try:
+                    seg.close(unlink=complete)
+                except (BufferError, OSError):
+                    pass
+            else:
+                try:
+                    seg.sync(seg.read)
+                except (OSError, ValueError):
+                    pass
+        if not complete:
+            self.reporter.problem(
+                "final", "could not write the last history part; the rows stay in the write-ahead log under "
+                f"{self.stream.dir} and are recovered by the next `runsync` reader or writer"
+            )
+        self._write_status(state, exit_code)
+
+    # -- problems ------------------------------------------------------------------
+    def _disk_problem(self, what: str, e: OSError) -> None:
+        self._disk_failing = True
+        hint = ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = " — the filesystem is full or over quota; free space or point RUNSYNC_DIR elsewhere"
+        self.reporter.problem(
+            "disk",
+            f"cannot write {what} under {self.run.dir}: {e.strerror or e}{hint}. Training continues; "
+            f"rows are kept (up to {self.settings.memory_limit >> 20} MiB in memory) and writing is retried",
+        )
+
+    def _disk_ok(self) -> None:
+        if self._disk_failing:
+            self._disk_failing = False
+            self.reporter.resolved("disk", "writing works again; buffered rows were saved"
+                                   + (f" ({self.enc.dropped_rows} rows had to be dropped)" if self.enc.dropped_rows else ""))
+
+    def summary_snapshot(self) -> dict[str, Any]:
+        self.drain()
+        with self.mu:
+            return dict(self.summary.values)

@@ -1,0 +1,54 @@
+"""Writer settings: defaults, environment variables, and their validation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "MODES", "env_flag"]
+
+MODES = ("offline", "disabled")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tunables of the writer. Defaults suit a training job; tests shorten them."""
+
+    flush_interval: float = 1.0  # seconds between WAL drains / msync (power-loss window)
+    part_interval: float = 10.0  # at most this many seconds before stock readers see new rows
+    part_rows: int = 1 << 20  # write a part once this many rows are pending
+    merge_factor: int = 8  # merge this many same-level parts into one
+    max_merge_rows: int = 8 << 20  # never merge beyond this many rows
+    segment_size: int = 16 << 20  # bytes per WAL segment file
+    memory_limit: int = 256 << 20  # bytes of non-durable buffering when the disk fails
+    heartbeat_interval: float = 5.0
+    finish_timeout: float = 60.0  # finish() waits at most this long for the final flush
+
+    def with_(self, **kw: Any) -> Settings:
+        names = {f.name for f in fields(self)}
+        bad = set(kw) - names
+        if bad:
+            raise TypeError(f"unknown setting(s): {sorted(bad)}; known: {sorted(names)}")
+        return replace(self, **kw)
+
+
+def resolve_mode(mode: str | None) -> str:
+    mode = mode or os.environ.get("RUNSYNC_MODE") or "offline"
+    mode = mode.strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is not one of {', '.join(MODES)} (from init(mode=...) or RUNSYNC_MODE)")
+    return mode
+
+
+def resolve_dir(dir: str | os.PathLike[str] | None) -> Path:
+    return Path(dir if dir is not None else os.environ.get("RUNSYNC_DIR") or "runs").expanduser()
+
+
+def resolve_project(project: str | None) -> str:
+    return project or os.environ.get("RUNSYNC_PROJECT") or "default"
