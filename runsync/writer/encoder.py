@@ -96,6 +96,7 @@ class Encoder:
         self.memory_used = 0
         self.dropped_rows = 0
         self.on_drop = on_drop
+        self.on_switch: Callable[[], None] = lambda: None
         self.closed = False
         self.pid = os.getpid()
         self.forked = False
@@ -283,6 +284,7 @@ class Encoder:
         self.seg.sealed = True
         self.seg = nxt
         self.segs.append(nxt)
+        self.on_switch()
         return nxt
 
     def take_segno(self) -> int:

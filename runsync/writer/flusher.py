@@ -23,9 +23,28 @@ from .report import Reporter
 from .segments import allocate_file_segment
 from .settings import Settings
 
-__all__ = ["Flusher"]
+__all__ = ["Flusher", "merge_group", "FULL"]
 
 _RETRY_DISK = 15.0
+FULL = 1 << 30  # level of parts that are never merged
+
+
+def merge_group(parts: list[tuple[int, int]], factor: int, max_rows: int) -> int:
+    """How many trailing parts to merge now (0: none), given (level, rows) in seq order.
+
+    The last ``factor`` parts merge into one of the next level when they share a
+    level, are not full parts, and hold at most ``max_rows`` rows together. Only
+    trailing, hence seq-adjacent, parts merge, so a merged part's seq range
+    never contains a part it did not absorb (spec §4.4). Files per stream stay
+    about ``(factor - 1) × levels`` plus rows / ``max_rows``.
+    """
+    if len(parts) < factor:
+        return 0
+    group = parts[-factor:]
+    level = group[0][0]
+    if level == FULL or any(lv != level for lv, _ in group) or sum(r for _, r in group) > max_rows:
+        return 0
+    return factor
 
 
 @dataclass
@@ -106,40 +125,47 @@ class Flusher:
     def tick(self, force_part: bool = False) -> None:
         now = time.monotonic()
         self._ensure_spare(now)
-        self.drain()
+        self.drain(write_full_parts=True)
         self._sync_segments()
-        due = (
-            force_part
-            or self.pending.rows >= self.settings.part_rows
-            or now - self._last_part >= self.settings.part_interval
-        )
+        due = force_part or now - self._last_part >= self.settings.part_interval
         if due and now >= self._part_retry_at:
-            self._write_pending(level=1 if self.pending.rows >= self.settings.part_rows else 0)
+            self._write_pending(full=False)
         self._release_segments()
         if time.time() - self._last_status >= self.settings.heartbeat_interval:
             self._write_status(State.RUNNING)
 
-    def drain(self) -> None:
-        """Decode everything committed to the WAL since the last drain."""
+    def drain(self, write_full_parts: bool = False) -> None:
+        """Decode everything committed to the WAL since the last drain.
+
+        With ``write_full_parts``, a part is written whenever ``part_rows`` rows
+        are pending, so memory stays bounded however fast the caller logs.
+        """
         with self.mu:
             with self.enc.lock:
                 work = [(seg, seg.off) for seg in self.enc.segs]
-            new = Columns()
             for seg, off in work:
-                if off > seg.read:
-                    got = Columns()
-                    seg.read = self.decoder.decode(seg.view, seg.read, off, got)
-                    if got.max_seq >= 0:
-                        seg.max_seq = got.max_seq
-                    new.extend(got)
-            if new:
-                self.summary.apply(new)
-                self.config.apply(new.meta)
-                self.pending.extend(new)
-                self._docs_dirty = True
+                if off <= seg.read:
+                    continue
+                got = Columns()
+                seg.read = self.decoder.decode(seg.view, seg.read, off, got)
+                if got.max_seq >= 0:
+                    seg.max_seq = got.max_seq
+                if got:
+                    self.summary.apply(got)
+                    self.config.apply(got.meta)
+                    self.pending.extend(got)
+                    self._docs_dirty = True
+                if (
+                    write_full_parts
+                    and self.pending.rows >= self.settings.part_rows
+                    and time.monotonic() >= self._part_retry_at
+                ):
+                    self._write_pending(full=True)
+                    self._release_segments()
 
     # -- parts -------------------------------------------------------------------
-    def _write_pending(self, level: int) -> None:
+    def _write_pending(self, full: bool) -> None:
+        """Write pending rows as one part. Full parts (``part_rows`` reached) are never merged."""
         self._last_part = time.monotonic()
         hi = max(self.pending.max_seq, self.summary.applied_seq, self.config.applied_seq)
         try:
@@ -147,7 +173,9 @@ class Flusher:
             if self.pending.rows:
                 table = columns_to_table(self.pending, self.stream.name)
                 part = write_part(self.run.history, self.stream.name, self.durable_seq + 1, hi, table)
-                self.parts.append(_OwnPart(part, level, table.num_rows))
+                # A full part is a barrier: merges combine only seq-adjacent small parts,
+                # so a merged range never contains a part it did not absorb (spec §4.4).
+                self.parts.append(_OwnPart(part, FULL if full else 0, table.num_rows))
         except OSError as e:
             self._disk_problem("history part", e)
             self._part_retry_at = time.monotonic() + _RETRY_DISK
@@ -166,14 +194,13 @@ class Flusher:
             self._docs_dirty = False
 
     def _compact(self) -> None:
-        """Merge the last ``merge_factor`` parts while they share a level (spec §4.4)."""
-        f = self.settings.merge_factor
-        while len(self.parts) >= f:
-            group = self.parts[-f:]
-            level = group[0].level
-            rows = sum(p.rows for p in group)
-            if any(p.level != level for p in group) or rows > self.settings.max_merge_rows:
+        """Merge small parts per ``merge_group`` (spec §4.4)."""
+        while True:
+            n = merge_group([(p.level, p.rows) for p in self.parts], self.settings.merge_factor,
+                            self.settings.max_merge_rows)
+            if not n:
                 return
+            group = self.parts[-n:]
             try:
                 merged = write_part(
                     self.run.history,
@@ -190,7 +217,7 @@ class Flusher:
                     os.unlink(p.part.path)
                 except FileNotFoundError:
                     pass
-            self.parts[-f:] = [_OwnPart(merged, level + 1, rows)]
+            self.parts[-n:] = [_OwnPart(merged, group[0].level + 1, sum(p.rows for p in group))]
 
     # -- segments ------------------------------------------------------------------
     def _ensure_spare(self, now: float) -> None:
@@ -243,8 +270,8 @@ class Flusher:
             self._disk_problem("status file", e)
 
     def _final(self, state: str, exit_code: int | None) -> None:
-        self.drain()
-        self._write_pending(level=0)
+        self.drain(write_full_parts=True)
+        self._write_pending(full=False)
         complete = self.pending.rows == 0 and not self.pending.meta
         with self.enc.lock:
             spares = list(self.enc.spare)
@@ -288,6 +315,10 @@ class Flusher:
             self._disk_failing = False
             self.reporter.resolved("disk", "writing works again; buffered rows were saved"
                                    + (f" ({self.enc.dropped_rows} rows had to be dropped)" if self.enc.dropped_rows else ""))
+
+    def wake(self) -> None:
+        """Ask for a round now (the writer calls this when it switches segments)."""
+        self._wake.set()
 
     def summary_snapshot(self) -> dict[str, Any]:
         self.drain()

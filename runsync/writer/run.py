@@ -295,6 +295,7 @@ def init(
                     pid=claim.pid, pid_start=claim.pid_start, started=now, heartbeat=now,
                     heartbeat_interval=settings.heartbeat_interval)
     flusher = Flusher(enc, layout, st, settings, reporter, status, summary, config_doc, claim.time_floor)
+    enc.on_switch = flusher.wake
     flusher._write_status(State.RUNNING)
     run = Run(info, layout.dir, stream, mode, reporter)
     run._enc, run._flusher = enc, flusher

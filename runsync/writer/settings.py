@@ -23,8 +23,8 @@ class Settings:
     flush_interval: float = 1.0  # seconds between WAL drains / msync (power-loss window)
     part_interval: float = 10.0  # at most this many seconds before stock readers see new rows
     part_rows: int = 1 << 20  # write a part once this many rows are pending
-    merge_factor: int = 8  # merge this many same-level parts into one
-    max_merge_rows: int = 8 << 20  # never merge beyond this many rows
+    merge_factor: int = 8  # merge this many same-level small parts into one
+    max_merge_rows: int = 8 << 20  # merged parts stay at most this many rows
     segment_size: int = 16 << 20  # bytes per WAL segment file
     memory_limit: int = 256 << 20  # bytes of non-durable buffering when the disk fails
     heartbeat_interval: float = 5.0
