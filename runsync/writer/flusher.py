@@ -316,6 +316,21 @@ class Flusher:
             self.reporter.resolved("disk", "writing works again; buffered rows were saved"
                                    + (f" ({self.enc.dropped_rows} rows had to be dropped)" if self.enc.dropped_rows else ""))
 
+    def terminate(self, exit_code: int) -> None:
+        """Final flush on SIGTERM from another thread, without closing the encoder.
+
+        The training thread may still log for the few milliseconds until the
+        process exits; those records stay in the WAL (segments are kept), where
+        readers and the next writer find them (spec §8.5).
+        """
+        self._stop = True
+        self._wake.set()
+        with self.mu:
+            self.drain(write_full_parts=True)
+            self._write_pending(full=False)
+            self._sync_segments()
+            self._write_status(State.FAILED, exit_code)
+
     def wake(self) -> None:
         """Ask for a round now (the writer calls this when it switches segments)."""
         self._wake.set()

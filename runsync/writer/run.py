@@ -206,6 +206,11 @@ class Run:
             if _current is self:
                 _current = None
 
+    def _terminate(self, exit_code: int) -> None:
+        """SIGTERM: flush and mark failed from the watchdog thread; the process exits next."""
+        if self._flusher is not None and not self._finished and not (self._enc and self._enc.forked):
+            self._flusher.terminate(exit_code)
+
     def __enter__(self) -> Run:
         return self
 
