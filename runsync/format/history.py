@@ -130,8 +130,11 @@ def columns_to_table(cols: Columns, stream: str) -> pa.Table:
     """Rows decoded from the WAL → a history table sorted by key, then seq (spec §4.2)."""
     tables = []
     for key in sorted(cols.chunks):
-        chunks = cols.chunks[key]
-        for vtype, steps, times, seqs, values in chunks:
+        by_type: dict[int, list[tuple[Any, ...]]] = {}
+        for chunk in cols.chunks[key]:
+            by_type.setdefault(chunk[0], []).append(chunk)
+        for vtype, chunks in sorted(by_type.items()):
+            steps, times, seqs, values = _concat(vtype, chunks)
             tables.append(_chunk_table(key, vtype, steps, times, seqs, values, stream))
     if not tables:
         return empty_table()
@@ -140,6 +143,22 @@ def columns_to_table(cols: Columns, stream: str) -> pa.Table:
     if not _sorted_within_keys(table):
         table = table.sort_by([("key", "ascending"), ("seq", "ascending")])
     return table
+
+
+def _concat(vtype: int, chunks: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    if len(chunks) == 1:
+        return chunks[0][1], chunks[0][2], chunks[0][3], chunks[0][4]
+    steps = np.concatenate([c[1] for c in chunks])
+    times = np.concatenate([c[2] for c in chunks])
+    seqs = np.concatenate([c[3] for c in chunks])
+    values: Any
+    if vtype == ValueType.STRING:
+        values = [v for c in chunks for v in c[4]]
+    elif vtype == ValueType.NULL:
+        values = None
+    else:
+        values = np.concatenate([c[4] for c in chunks])
+    return steps, times, seqs, values
 
 
 def _sorted_within_keys(table: pa.Table) -> bool:

@@ -153,11 +153,20 @@ class Columns:
         return self.rows > 0 or bool(self.meta)
 
 
+_ROW_HEAD = struct.Struct("<IIBxxxI")  # length, crc, kind, schema id
+
+
 @dataclass
 class _Schema:
     key_ids: list[int]
     types: list[int]
     dtype_cache: dict[int, np.dtype] = field(default_factory=dict)
+    _struct: struct.Struct | None = None
+
+    def struct(self) -> struct.Struct:
+        if self._struct is None:
+            self._struct = struct.Struct(ROW_PREFIX.format + "".join(VALUE_CODES[ValueType(t)] for t in self.types))
+        return self._struct
 
     def dtype(self, length: int) -> np.dtype:
         dt = self.dtype_cache.get(length)
@@ -198,6 +207,13 @@ class Decoder:
         """
         mv = memoryview(data)
         pos = start
+        acc = _Scalars()
+        try:
+            return self._decode(mv, pos, end, out, acc, path)
+        finally:
+            acc.flush(out)
+
+    def _decode(self, mv: memoryview, pos: int, end: int, out: Columns, acc: _Scalars, path: Any) -> int:
         while pos + 8 <= end:
             length, crc = HEADER.unpack_from(mv, pos)
             if length == 0:
@@ -209,7 +225,7 @@ class Decoder:
             kind = mv[pos + 8]
             if kind == Kind.ROW:
                 schema_id = _U32.unpack_from(mv, pos + 12)[0]
-                n = self._row_run(mv, pos, end, length, schema_id, out, path)
+                n = self._row_run(mv, pos, end, length, schema_id, out, acc, path)
                 if n == 0:
                     break
                 pos += n * length
@@ -226,7 +242,7 @@ class Decoder:
                 items = [SCHEMA_ITEM.unpack_from(mv, s + i * SCHEMA_ITEM.size) for i in range(n)]
                 self.schemas[schema_id] = _Schema([k for k, _ in items], [t for _, t in items])
             elif kind == Kind.GENERIC:
-                self._generic(mv, pos, out, path)
+                self._generic(mv, pos, out, acc, path)
             elif kind == Kind.META:
                 _, op, seq, t, n = META_PREFIX.unpack_from(mv, pos + 8)
                 s = pos + 8 + META_PREFIX.size
@@ -236,13 +252,18 @@ class Decoder:
             pos += length
         return pos
 
-    def _row_run(self, mv: memoryview, pos: int, end: int, length: int, schema_id: int, out: Columns, path: Any) -> int:
+    def _row_run(
+        self, mv: memoryview, pos: int, end: int, length: int, schema_id: int, out: Columns, acc: _Scalars, path: Any
+    ) -> int:
         """Decode the longest run of ROW records of one schema and length at ``pos``."""
         schema = self.schemas.get(schema_id)
         if schema is None:
             if self.verify:
                 return 0
             raise CorruptFileError(f"ROW record uses undefined schema {schema_id}", path)
+        nxt = pos + length
+        if nxt + 16 > end or _ROW_HEAD.unpack_from(mv, nxt)[::3] != (length, schema_id):
+            return self._row_one(mv, pos, length, schema, out, acc)
         count = (end - pos) // length
         arr = np.frombuffer(mv, dtype=schema.dtype(length), count=count, offset=pos)
         bad = (arr["len"] != length) | (arr["kind"] != Kind.ROW) | (arr["schema"] != schema_id)
@@ -272,36 +293,80 @@ class Decoder:
         del arr
         return count
 
-    def _generic(self, mv: memoryview, pos: int, out: Columns, path: Any) -> None:
+    def _row_one(self, mv: memoryview, pos: int, length: int, schema: _Schema, out: Columns, acc: _Scalars) -> int:
+        """A lone ROW record (schemas alternate): decoded with struct, not numpy."""
+        st = schema.struct()
+        _k, _s, seq, step, t, *values = st.unpack_from(mv, pos + 8)
+        if self.verify:
+            crc = HEADER.unpack_from(mv, pos)[1]
+            if crc and zlib.crc32(mv[pos + 8 : pos + length]) != crc:
+                return 0
+        t = self.time_floor = max(t, self.time_floor)
+        for key_id, vtype, v in zip(schema.key_ids, schema.types, values):
+            acc.add(self.keys[key_id], vtype, step, t, seq, v)
+        out.max_seq = max(out.max_seq, seq)
+        return 1
+
+    def _generic(self, mv: memoryview, pos: int, out: Columns, acc: _Scalars, path: Any) -> None:
         _, n, seq, step, t = GENERIC_PREFIX.unpack_from(mv, pos + 8)
         t = self.time_floor = max(t, self.time_floor)
         p = pos + 8 + GENERIC_PREFIX.size
-        steps = np.array([step], dtype=np.int64)
-        times = np.array([t], dtype=np.float64)
-        seqs = np.array([seq], dtype=np.int64)
         for _ in range(n):
             key_id, vtype = _GEN_ITEM.unpack_from(mv, p)
             p += _GEN_ITEM.size
             value: Any
             if vtype == ValueType.FLOAT:
-                value = np.array([_F64.unpack_from(mv, p)[0]])
+                value = _F64.unpack_from(mv, p)[0]
                 p += 8
             elif vtype == ValueType.INT:
-                value = np.array([_I64.unpack_from(mv, p)[0]], dtype=np.int64)
+                value = _I64.unpack_from(mv, p)[0]
                 p += 8
             elif vtype == ValueType.BOOL:
-                value = np.array([bool(mv[p])])
+                value = bool(mv[p])
                 p += 1
             elif vtype == ValueType.STRING:
                 ln = _U32.unpack_from(mv, p)[0]
-                value = [bytes(mv[p + 4 : p + 4 + ln]).decode("utf-8")]
+                value = bytes(mv[p + 4 : p + 4 + ln]).decode("utf-8")
                 p += 4 + ln
             elif vtype == ValueType.NULL:
                 value = None
             else:
                 raise CorruptFileError(f"GENERIC record with unknown value type {vtype}", path)
-            out.add(self.keys[key_id], vtype, steps, times, seqs, value)
+            acc.add(self.keys[key_id], vtype, step, t, seq, value)
         out.max_seq = max(out.max_seq, seq)
+
+
+class _Scalars:
+    """Rows decoded one at a time, gathered per (key, type) into one chunk each."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], tuple[list[int], list[float], list[int], list[Any]]] = {}
+
+    def add(self, key: str, vtype: int, step: int, t: float, seq: int, value: Any) -> None:
+        lists = self.rows.get((key, vtype))
+        if lists is None:
+            lists = self.rows[(key, vtype)] = ([], [], [], [])
+        lists[0].append(step)
+        lists[1].append(t)
+        lists[2].append(seq)
+        lists[3].append(value)
+
+    def flush(self, out: Columns) -> None:
+        for (key, vtype), (steps, times, seqs, values) in self.rows.items():
+            vals: Any
+            if vtype == ValueType.FLOAT:
+                vals = np.array(values, dtype=np.float64)
+            elif vtype == ValueType.INT:
+                vals = np.array(values, dtype=np.int64)
+            elif vtype == ValueType.BOOL:
+                vals = np.array(values, dtype=bool)
+            elif vtype == ValueType.STRING:
+                vals = values
+            else:
+                vals = None
+            out.add(key, vtype, np.array(steps, dtype=np.int64), np.array(times, dtype=np.float64),
+                    np.array(seqs, dtype=np.int64), vals)
+        self.rows.clear()
 
 
 def encode_generic_items(items: list[tuple[int, int, Any]]) -> bytes:
