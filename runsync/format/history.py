@@ -127,22 +127,72 @@ def empty_table() -> pa.Table:
 
 
 def columns_to_table(cols: Columns, stream: str) -> pa.Table:
-    """Rows decoded from the WAL → a history table sorted by key, then seq (spec §4.2)."""
-    tables = []
+    """Rows decoded from the WAL → a history table sorted by key, then seq (spec §4.2).
+
+    Built with a fixed, small number of numpy/Arrow calls however many keys
+    there are: each such call may release the GIL, and getting it back costs the
+    flusher up to a switch interval while the training thread runs Python.
+    """
+    groups: list[tuple[str, int, np.ndarray, np.ndarray, np.ndarray, Any]] = []
     for key in sorted(cols.chunks):
         by_type: dict[int, list[tuple[Any, ...]]] = {}
         for chunk in cols.chunks[key]:
             by_type.setdefault(chunk[0], []).append(chunk)
         for vtype, chunks in sorted(by_type.items()):
-            steps, times, seqs, values = _concat(vtype, chunks)
-            tables.append(_chunk_table(key, vtype, steps, times, seqs, values, stream))
-    if not tables:
+            groups.append((key, vtype, *_concat(vtype, chunks)))
+    if not groups:
         return empty_table()
-    table = pa.concat_tables(tables)
-    # Within a key, chunks arrive in log order except where GENERIC and ROW interleave.
-    if not _sorted_within_keys(table):
-        table = table.sort_by([("key", "ascending"), ("seq", "ascending")])
-    return table
+    counts = np.array([len(g[2]) for g in groups], dtype=np.int64)
+    n = int(counts.sum())
+    steps = np.concatenate([g[2] for g in groups])
+    times = np.concatenate([g[3] for g in groups])
+    seqs = np.concatenate([g[4] for g in groups])
+    vtypes = np.repeat(np.array([g[1] for g in groups], dtype=np.int8), counts)
+    group_idx = np.repeat(np.arange(len(groups), dtype=np.int32), counts)
+    value = np.zeros(n, dtype=np.float64)
+    ints = np.zeros(n, dtype=np.int64)
+    texts: np.ndarray | None = None
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for i, (_key, vtype, _s, _t, _q, vals) in enumerate(groups):
+        a, b = starts[i], starts[i + 1]
+        if vtype == ValueType.FLOAT:
+            value[a:b] = vals
+        elif vtype in (ValueType.INT, ValueType.BOOL):
+            value[a:b] = vals
+            if vtype == ValueType.INT:
+                ints[a:b] = vals
+        elif vtype == ValueType.STRING:
+            if texts is None:
+                texts = np.full(n, None, dtype=object)
+            texts[a:b] = vals
+    # Rows must be in (key, seq) order; chunks of one key (several types, or runs
+    # and lone records of one drain) can interleave in seq.
+    key_rank = np.unique(np.array([g[0] for g in groups], dtype=object), return_inverse=True)[1]
+    row_key = key_rank[group_idx]
+    same = row_key[1:] == row_key[:-1]
+    if not np.all((row_key[1:] > row_key[:-1]) | (same & (seqs[1:] >= seqs[:-1]))):
+        order = np.lexsort((seqs, row_key))
+        steps, times, seqs, vtypes, group_idx = steps[order], times[order], seqs[order], vtypes[order], group_idx[order]
+        value, ints = value[order], ints[order]
+        if texts is not None:
+            texts = texts[order]
+    has_value = (vtypes == ValueType.FLOAT) | (vtypes == ValueType.INT) | (vtypes == ValueType.BOOL)
+    time_us = np.round(times * 1e6).astype(np.int64)
+    key_dict = pa.array([g[0] for g in groups], pa.string())
+    return pa.table(
+        [
+            pa.array(steps, pa.int64()),
+            pa.array(time_us, pa.timestamp("us", tz="UTC")),
+            pa.DictionaryArray.from_arrays(pa.array(group_idx), key_dict).cast(pa.string()),
+            pa.array(vtypes, pa.int8()),
+            pa.array(value, pa.float64(), mask=~has_value),
+            pa.array(ints, pa.int64(), mask=vtypes != ValueType.INT),
+            pa.nulls(n, pa.string()) if texts is None else pa.array(texts, pa.string()),
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([stream])).cast(pa.string()),
+            pa.array(seqs, pa.int64()),
+        ],
+        schema=SCHEMA,
+    )
 
 
 def _concat(vtype: int, chunks: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
@@ -159,49 +209,6 @@ def _concat(vtype: int, chunks: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.n
     else:
         values = np.concatenate([c[4] for c in chunks])
     return steps, times, seqs, values
-
-
-def _sorted_within_keys(table: pa.Table) -> bool:
-    keys = table.column("key")
-    seqs = table.column("seq").to_numpy()
-    if len(seqs) < 2:
-        return True
-    same = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1)).to_numpy(zero_copy_only=False)
-    return bool(np.all(~same | (seqs[1:] >= seqs[:-1])))
-
-
-def _chunk_table(
-    key: str, vtype: int, steps: np.ndarray, times: np.ndarray, seqs: np.ndarray, values: Any, stream: str
-) -> pa.Table:
-    n = len(steps)
-    time_us = np.round(times * 1e6).astype(np.int64)
-    value: pa.Array
-    ints: pa.Array
-    text: pa.Array
-    if vtype == ValueType.FLOAT:
-        value, ints, text = pa.array(values, pa.float64()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
-    elif vtype == ValueType.INT:
-        value, ints, text = pa.array(values.astype(np.float64)), pa.array(values, pa.int64()), pa.nulls(n, pa.string())
-    elif vtype == ValueType.BOOL:
-        value, ints, text = pa.array(values.astype(np.float64)), pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
-    elif vtype == ValueType.STRING:
-        value, ints, text = pa.nulls(n, pa.float64()), pa.nulls(n, pa.int64()), pa.array(values, pa.string())
-    else:
-        value, ints, text = pa.nulls(n, pa.float64()), pa.nulls(n, pa.int64()), pa.nulls(n, pa.string())
-    return pa.table(
-        [
-            pa.array(steps, pa.int64()),
-            pa.array(time_us, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([key])).cast(pa.string()),
-            pa.array(np.full(n, vtype, dtype=np.int8)),
-            value,
-            ints,
-            text,
-            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([stream])).cast(pa.string()),
-            pa.array(seqs, pa.int64()),
-        ],
-        schema=SCHEMA,
-    )
 
 
 def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: list[pa.Table] | pa.Table) -> Part:

@@ -16,6 +16,7 @@ from time import time as _time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Callable
 from zlib import crc32
 
@@ -59,6 +60,16 @@ class _Entry:
     schema_id: int
     body: struct.Struct
     size: int
+    n: int
+    get: Callable[[dict[str, Any]], tuple[Any, ...]]
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Values of ``keys`` from a dict, as a tuple, in that order."""
+    if len(keys) == 1:
+        key = keys[0]
+        return lambda d: (d[key],)
+    return itemgetter(*keys)  # type: ignore[return-value]
 
 
 def _record(body: bytes) -> bytes:
@@ -90,8 +101,8 @@ class Encoder:
         self.defs: list[bytes] = []
         self.key_ids: dict[str, int] = {}
         self.schema_ids: dict[tuple[tuple[int, int], ...], int] = {}
-        self.cache: dict[tuple[str, ...], _Entry] = {}
-        self.cache2: dict[tuple[tuple[str, ...], tuple[type, ...]], _Entry] = {}
+        self.cache: dict[tuple[tuple[str, ...], tuple[type, ...]], _Entry] = {}
+        self.last: _Entry | None = None
         self.memory_limit = memory_limit
         self.memory_used = 0
         self.dropped_rows = 0
@@ -104,16 +115,27 @@ class Encoder:
 
     # -- hot path ---------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
+        """Append one call's values as a WAL record. No file I/O; see spec §8.4."""
         if type(data) is not dict or self.forked:
             return self._log_slow(data, step, commit)
-        keys = tuple(data)
-        vals = tuple(data.values())
-        ent = self.cache.get(keys)
-        if ent is None or ent.types != tuple(map(type, vals)):
-            ent = self.cache2.get((keys, tuple(map(type, vals))))
+        # Most loops log the same keys every call: try the last schema first.
+        # Its getter fetches the values in schema order (raising KeyError if a
+        # key is missing); equal length rules out extra keys.
+        ent = self.last
+        vals = None
+        if ent is not None and len(data) == ent.n:
+            try:
+                vals = ent.get(data)
+            except KeyError:
+                pass
+        if vals is None or ent.types != tuple(map(type, vals)):  # type: ignore[union-attr]
+            keys = tuple(data)
+            vals = tuple(data.values())
+            types = tuple(map(type, vals))
+            ent = self.cache.get((keys, types))
             if ent is None:
                 return self._log_slow(data, step, commit)
-            self.cache[keys] = ent
+            self.last = ent
         if step is not None and (type(step) is not int or step < 0 or step > INT64_MAX):
             return self._log_slow(data, step, commit)
         t = _time()
@@ -186,9 +208,8 @@ class Encoder:
             if fixed:
                 ent = self._entry(items, key_ids)
                 if plain and type(data) is dict and len(items) == len(data):
-                    keys = tuple(data)
-                    self.cache2[(keys, ent.types)] = ent
-                    self.cache[keys] = ent
+                    self.cache[(tuple(data), tuple(map(type, data.values())))] = ent
+                    self.last = ent
                 body = ent.body.pack(Kind.ROW, ent.schema_id, seq, s, t, *[v for _, _, v in items])
             else:
                 gen = encode_generic_items([(kid, vt, v) for kid, (_, vt, v) in zip(key_ids, items)])
@@ -239,7 +260,9 @@ class Encoder:
         fmt = ROW_PREFIX.format + "".join(VALUE_CODES[ValueType(t)] for _, t in sig)
         size = align8(8 + struct.calcsize(fmt))
         fmt += "x" * (size - 8 - struct.calcsize(fmt))
-        return _Entry(tuple(_PY_TYPE[ValueType(t)] for _, t in sig), sid, struct.Struct(fmt), size)
+        keys = tuple(k for k, _, _ in items)
+        return _Entry(tuple(_PY_TYPE[ValueType(t)] for _, t in sig), sid, struct.Struct(fmt), size, len(keys),
+                      _getter(keys))
 
     def _define(self, record: bytes) -> None:
         """Write a KEYDEF/SCHEMA record; every later segment repeats all of them."""

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,37 @@ from .report import Reporter
 from .segments import allocate_file_segment
 from .settings import Settings
 
-__all__ = ["Flusher", "merge_group", "FULL"]
+__all__ = ["Flusher", "merge_group", "FULL", "short_switch_interval"]
+
+_SWITCH = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextmanager
+def short_switch_interval() -> Iterator[None]:
+    """Lower the interpreter's GIL switch interval while the flusher converts.
+
+    Each numpy/Arrow call that releases the GIL makes the flusher wait up to a
+    switch interval (5 ms by default) to get it back while the training thread
+    runs Python; a part takes dozens of such calls. The user's value is
+    restored when the last flusher leaves.
+    """
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            if _switch_saved > _SWITCH:
+                sys.setswitchinterval(_SWITCH)
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0 and sys.getswitchinterval() == _SWITCH and _switch_saved > _SWITCH:
+                sys.setswitchinterval(_switch_saved)
 
 _RETRY_DISK = 15.0
 FULL = 1 << 30  # level of parts that are never merged
@@ -116,7 +149,7 @@ class Flusher:
             if self._stop:
                 break
             try:
-                with self.mu:
+                with self.mu, short_switch_interval():
                     self.tick()
             except Exception as e:  # never let the thread die silently
                 self.reporter.problem("flusher", f"background flush failed: {type(e).__name__}: {e}")
