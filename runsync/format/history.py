@@ -56,7 +56,7 @@ SCHEMA = pa.schema(
 )
 
 # <stream>.<lo>-<hi>.parquet, lo/hi zero-padded to 12 digits (spec §4.1).
-PART_RE = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>\d{12})-(?P<hi>\d{12})\.parquet$")
+PART_RE = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>[0-9]{12})-(?P<hi>[0-9]{12})\.parquet$")
 
 _WRITE_OPTS: dict[str, Any] = dict(
     compression="zstd",

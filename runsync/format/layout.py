@@ -15,7 +15,6 @@ __all__ = [
     "ID_RE",
     "RunLayout",
     "StreamLayout",
-    "run_dir_name",
     "check_stream_name",
     "check_run_id",
     "find_run_dir",
@@ -27,8 +26,8 @@ HISTORY_DIR = "history"
 STREAMS_DIR = "streams"
 STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_CLAIM_RE = re.compile(r"^claim\.(\d{6})\.json$")
-_SEG_RE = re.compile(r"^wal\.(\d{6})\.(\d{6})$")
+_CLAIM_RE = re.compile(r"^claim\.([0-9]{6})\.json$")
+_SEG_RE = re.compile(r"^wal\.([0-9]{6})\.([0-9]{6})$")
 
 
 def check_stream_name(name: str) -> str:
@@ -41,11 +40,6 @@ def check_run_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not ID_RE.match(run_id):
         raise ValueError(f"run id {run_id!r} must be 1-64 characters of a-z 0-9 _ - (starting with a letter or digit)")
     return run_id
-
-
-def run_dir_name(created_utc: str, run_id: str) -> str:
-    """``<YYYYMMDD>-<HHMMSS>-<id>``: sorts by creation time, ends with the id (spec §2.1)."""
-    return f"{created_utc}-{run_id}"
 
 
 @dataclass(frozen=True)
@@ -128,12 +122,9 @@ def _listdir(path: Path) -> list[str]:
 
 
 def find_run_dir(root: Path, run_id: str) -> Path | None:
-    """The directory of run ``run_id`` under ``root``, if any (names end in ``-<id>``)."""
-    suffix = f"-{run_id}"
-    for n in _listdir(root):
-        if n.endswith(suffix) and (root / n / RUN_JSON).is_file():
-            return root / n
-    return None
+    """The directory of run ``run_id`` under ``root`` (``<root>/<id>``, spec §2.1), if any."""
+    d = root / check_run_id(run_id)
+    return d if (d / RUN_JSON).is_file() else None
 
 
 def iter_run_dirs(root: Path) -> list[Path]:

@@ -86,4 +86,4 @@ def run_state(layout: RunLayout, now: float | None = None) -> str:
     for st in (State.RUNNING, State.CRASHED, State.FAILED, State.FINISHED):
         if st in states:
             return st
-    return State.CRASHED if layout.run_json.exists() else State.CRASHED
+    return State.CRASHED  # no stream ever claimed: the creator died during init()

@@ -67,9 +67,10 @@ def read_tail(
             data = _read_segment(path)
         except FileNotFoundError:
             continue
-        if len(data) < SEGMENT_HEADER_SIZE:
-            continue  # being created
-        got_inc, _, synced = decode_segment_header(data, path)
+        header = decode_segment_header(data, path)
+        if header is None:
+            continue  # creation interrupted or in progress: no records
+        got_inc, _, synced = header
         if got_inc != incarnation:
             raise CorruptFileError(f"segment claims incarnation {got_inc}", path)
         end = len(data) if same_boot else min(len(data), synced)

@@ -104,10 +104,14 @@ def encode_segment_header(incarnation: int, segno: int) -> bytes:
     return head.ljust(SEGMENT_HEADER_SIZE, b"\0")
 
 
-def decode_segment_header(data: bytes, path: Path | str | None = None) -> tuple[int, int, int]:
-    """Return (incarnation, segno, synced_off) of a segment, checking magic and version."""
-    if len(data) < SEGMENT_HEADER_SIZE:
-        raise CorruptFileError("WAL segment shorter than its 64-byte header", path)
+def decode_segment_header(data: bytes, path: Path | str | None = None) -> tuple[int, int, int] | None:
+    """Return (incarnation, segno, synced_off) of a segment, checking magic and version.
+
+    None for a segment whose creation was interrupted (shorter than its header,
+    or a header still all zeros): it holds no records (spec §8.5).
+    """
+    if len(data) < SEGMENT_HEADER_SIZE or not any(data[:SEGMENT_HEADER_SIZE]):
+        return None
     magic, major, minor, inc, segno, synced = SEGMENT_HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise CorruptFileError("not a runsync WAL segment (bad magic)", path)
@@ -198,6 +202,7 @@ class Decoder:
         self.time_floor = time_floor
         self.keys: dict[int, str] = {}
         self.schemas: dict[int, _Schema] = {}
+        self.unknown_schemas: set[int] = set()
 
     def decode(self, data: bytes | memoryview, start: int, end: int, out: Columns, path: Any = None) -> int:
         """Decode whole records in ``data[start:end]`` into ``out``; return the end offset.
@@ -240,7 +245,11 @@ class Decoder:
                 _, schema_id, n = SCHEMA_PREFIX.unpack_from(mv, pos + 8)
                 s = pos + 8 + SCHEMA_PREFIX.size
                 items = [SCHEMA_ITEM.unpack_from(mv, s + i * SCHEMA_ITEM.size) for i in range(n)]
-                self.schemas[schema_id] = _Schema([k for k, _ in items], [t for _, t in items])
+                if all(t in _NP_CODES for _, t in items):
+                    self.schemas[schema_id] = _Schema([k for k, _ in items], [t for _, t in items])
+                else:  # a type code of a newer minor version: its ROW records are skipped
+                    self.schemas.pop(schema_id, None)
+                    self.unknown_schemas.add(schema_id)
             elif kind == Kind.GENERIC:
                 self._generic(mv, pos, out, acc, path)
             elif kind == Kind.META:
@@ -258,6 +267,8 @@ class Decoder:
         """Decode the longest run of ROW records of one schema and length at ``pos``."""
         schema = self.schemas.get(schema_id)
         if schema is None:
+            if schema_id in self.unknown_schemas:
+                return 1  # skipped by length (spec §1.2)
             if self.verify:
                 return 0
             raise CorruptFileError(f"ROW record uses undefined schema {schema_id}", path)
@@ -311,6 +322,7 @@ class Decoder:
         _, n, seq, step, t = GENERIC_PREFIX.unpack_from(mv, pos + 8)
         t = self.time_floor = max(t, self.time_floor)
         p = pos + 8 + GENERIC_PREFIX.size
+        items: list[tuple[str, int, Any]] = []
         for _ in range(n):
             key_id, vtype = _GEN_ITEM.unpack_from(mv, p)
             p += _GEN_ITEM.size
@@ -331,8 +343,10 @@ class Decoder:
             elif vtype == ValueType.NULL:
                 value = None
             else:
-                raise CorruptFileError(f"GENERIC record with unknown value type {vtype}", path)
-            acc.add(self.keys[key_id], vtype, step, t, seq, value)
+                return  # a type code of a newer minor version: skip the record (spec §1.2)
+            items.append((self.keys[key_id], vtype, value))
+        for key, vtype, value in items:
+            acc.add(key, vtype, step, t, seq, value)
         out.max_seq = max(out.max_seq, seq)
 
 

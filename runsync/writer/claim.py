@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from ..format.errors import StreamClaimedError
-from ..format.history import columns_to_table, list_parts, part_stats, write_part
+from ..format.history import columns_to_table, list_parts, part_stats, select_cover, write_part
 from ..format.layout import RunLayout, StreamLayout
 from ..format.liveness import host_identity, stream_state
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
@@ -46,12 +46,16 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
         h.max_seq = max(h.max_seq, st.max_seq, p.hi)
         h.max_step = max(h.max_step, st.max_step)
         h.max_time = max(h.max_time, st.max_time)
+    # Rows are covered by parts only. The documents are written before the part
+    # they go with, so their applied_seq may be ahead of the parts: it decides
+    # which META records to re-apply (SummaryDoc/ConfigDoc.apply), never which
+    # rows are already stored (spec §8.5).
+    covered = h.max_seq
     for doc_cls, path in ((SummaryDoc, stream.summary), (ConfigDoc, stream.config)):
         try:
             h.max_seq = max(h.max_seq, load_doc(doc_cls, path).applied_seq)
         except FileNotFoundError:
             pass
-    covered = h.max_seq
     for inc in h.incarnations:
         c = load_doc(Claim, stream.claim(inc))
         tail = read_tail(stream, inc, covered, c.time_floor, same_boot=c.boot_id == host_identity()[1])
@@ -114,6 +118,16 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
     writes these files concurrently.
     """
     os.makedirs(run.history, exist_ok=True)
+    # A writer that died between a merged part's rename and the unlinks of its
+    # sources left parts contained in another; stock readers would see them twice.
+    mine = [p for p in list_parts(run.history) if p.stream == stream.name]
+    keep = set(select_cover(mine))
+    for p in mine:
+        if p not in keep:
+            try:
+                os.unlink(p.path)
+            except FileNotFoundError:
+                pass
     for _inc, tail in history.tails:
         summary.apply(tail)
         config.apply(tail.meta)

@@ -192,6 +192,8 @@ class Encoder:
             if type(value) is not _PY_TYPE.get(vtype):
                 plain = False
             items.append((key, vtype, v))
+        if len(items) > 65535:
+            raise ValueError(f"log() got {len(items)} keys in one call; at most 65535 are allowed")
         if not items:
             if commit:
                 with self.lock:
@@ -207,7 +209,7 @@ class Encoder:
             s = self.step if step is None else step
             if fixed:
                 ent = self._entry(items, key_ids)
-                if plain and type(data) is dict and len(items) == len(data):
+                if plain and type(data) is dict and tuple(data) == tuple(k for k, _, _ in items):
                     self.cache[(tuple(data), tuple(map(type, data.values())))] = ent
                     self.last = ent
                 body = ent.body.pack(Kind.ROW, ent.schema_id, seq, s, t, *[v for _, _, v in items])
@@ -267,8 +269,10 @@ class Encoder:
     def _define(self, record: bytes) -> None:
         """Write a KEYDEF/SCHEMA record; every later segment repeats all of them."""
         self.defs.append(record)
-        if not put_record(self.seg, record):
-            self._switch(0)  # the new segment starts with every definition
+        if not put_record(self.seg, record) and self._switch(0) is None:
+            # No segment holds this definition: make every later record switch
+            # first (a new segment starts with all definitions) or be dropped.
+            self.seg.cap = self.seg.off
 
     def write_meta(self, op: int, payload: Any) -> None:
         raw = encode_meta_payload(payload)

@@ -12,6 +12,7 @@ import mmap
 import os
 from pathlib import Path
 
+from ..format.atomic import fsync_dir
 from ..format.wal import SEGMENT_HEADER_SIZE, SYNCED_OFF, SYNCED_OFF_POS, encode_segment_header
 
 __all__ = ["Segment", "allocate_file_segment", "memory_segment", "put_record"]
@@ -68,13 +69,14 @@ def allocate_file_segment(path: Path, size: int, incarnation: int, segno: int) -
     """Create, reserve and map a new segment file (raises OSError on a full disk)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        os.pwrite(fd, encode_segment_header(incarnation, segno), 0)
         try:
             os.posix_fallocate(fd, 0, size)
         except OSError as e:
             if e.errno not in (95, 22):  # EOPNOTSUPP / EINVAL: filesystem cannot reserve; write zeros
                 raise
-            _write_zeros(fd, size)
-        os.pwrite(fd, encode_segment_header(incarnation, segno), 0)
+            _write_zeros(fd, size, SEGMENT_HEADER_SIZE)
+        fsync_dir(path.parent)  # the segment's name must survive a power loss (spec §9.2)
         buf = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     except BaseException:
         os.close(fd)
@@ -86,9 +88,8 @@ def allocate_file_segment(path: Path, size: int, incarnation: int, segno: int) -
     return Segment(buf, path, segno, fd)
 
 
-def _write_zeros(fd: int, size: int) -> None:
+def _write_zeros(fd: int, size: int, off: int) -> None:
     chunk = bytes(1 << 20)
-    off = 0
     while off < size:
         off += os.pwrite(fd, chunk[: min(len(chunk), size - off)], off)
 

@@ -30,6 +30,15 @@ class Settings:
     heartbeat_interval: float = 5.0
     finish_timeout: float = 60.0  # finish() waits at most this long for the final flush
 
+    def __post_init__(self) -> None:
+        if self.merge_factor < 2:
+            raise ValueError(f"merge_factor must be at least 2, got {self.merge_factor}")
+        for name in ("flush_interval", "part_interval", "heartbeat_interval", "finish_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.segment_size < 1 << 16:
+            raise ValueError(f"segment_size must be at least 64 KiB, got {self.segment_size}")
+
     def with_(self, **kw: Any) -> Settings:
         names = {f.name for f in fields(self)}
         bad = set(kw) - names
