@@ -7,8 +7,10 @@ Each document is a dataclass whose field names are the JSON names in the spec.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +35,8 @@ __all__ = [
     "load_doc",
     "save_doc",
     "publish_doc",
+    "deep_update",
+    "json_safe",
 ]
 
 T = TypeVar("T")
@@ -113,7 +117,7 @@ class ConfigDoc:
     def apply(self, records: list[MetaRecord]) -> None:
         for r in records:
             if r.op == MetaOp.CONFIG_UPDATE and r.seq > self.applied_seq:
-                _deep_update(self.config, r.payload)
+                deep_update(self.config, r.payload)
                 self.applied_seq = r.seq
 
 
@@ -181,12 +185,13 @@ def _scalar(vtype: int, values: Any, i: int) -> Any:
     return v
 
 
-def _deep_update(dst: dict[str, Any], src: dict[str, Any]) -> None:
+def deep_update(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
+    """Merge ``src`` into ``dst``: nested dicts merge key by key, anything else replaces (spec §3.2)."""
     for k, v in src.items():
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_update(dst[k], v)
+            deep_update(dst[k], v)
         else:
-            dst[k] = v
+            dst[k] = copy.deepcopy(v)
 
 
 def dump_json(obj: Any) -> bytes:

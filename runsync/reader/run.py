@@ -19,7 +19,7 @@ from ..format.errors import NotARunError
 from ..format.history import columns_to_table, empty_table, list_parts, read_part, resolve, select_cover, to_wide
 from ..format.layout import RunLayout, StreamLayout
 from ..format.liveness import host_identity, run_state, stream_state
-from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, load_doc
+from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, deep_update, load_doc
 from ..format.tail import filter_seq, read_tail
 from ..format.wal import Columns
 
@@ -118,7 +118,7 @@ class RunView:
         for _t, _st, cfg, _s, tail in self._docs():
             doc = copy.deepcopy(cfg) if cfg is not None else ConfigDoc()
             doc.apply(tail.meta)
-            _merge(merged, doc.config)
+            deep_update(merged, doc.config)
         return merged
 
     @property
@@ -227,10 +227,3 @@ def _row_value(row: dict[str, Any]) -> Any:
         return row["text"]
     return None
 
-
-def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
-        else:
-            dst[k] = copy.deepcopy(v)

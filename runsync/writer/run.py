@@ -13,7 +13,7 @@ from typing import Any
 from ..format.errors import RunsyncError
 from ..format.layout import RunLayout, check_run_id, check_stream_name
 from ..format.liveness import host_identity
-from ..format.meta import ConfigDoc, RunInfo, State, Status, SummaryDoc, json_safe, load_doc, publish_doc
+from ..format.meta import ConfigDoc, RunInfo, State, Status, SummaryDoc, deep_update, json_safe, load_doc, publish_doc
 from ..format.values import check_key
 from ..format.wal import MetaOp
 from . import lifecycle
@@ -60,7 +60,7 @@ class Config(MutableMapping[str, Any]):
                 raise TypeError(f"config keys must be non-empty str, got {k!r}")
         safe = json_safe(changes)
         self._run._write_meta(MetaOp.CONFIG_UPDATE, safe)
-        _deep_update(self._data, safe)
+        deep_update(self._data, safe)
 
     def as_dict(self) -> dict[str, Any]:
         return json_safe(self._data)  # type: ignore[no-any-return]
@@ -99,14 +99,6 @@ class Summary(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Summary({self._snapshot()!r})"
-
-
-def _deep_update(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_update(dst[k], v)
-        else:
-            dst[k] = v
 
 
 class Run:
