@@ -39,6 +39,7 @@ __all__ = [
     "resolve",
     "to_wide",
     "empty_table",
+    "warm_up",
 ]
 
 SCHEMA = pa.schema(
@@ -193,6 +194,18 @@ def columns_to_table(cols: Columns, stream: str) -> pa.Table:
         ],
         schema=SCHEMA,
     )
+
+
+def warm_up() -> None:
+    """Run the numpy → Arrow conversion once now.
+
+    pyarrow imports pandas (when installed) lazily on its first conversion; if
+    that first conversion is the final flush at interpreter exit, the import
+    fails ("can't register atexit after shutdown") and the run cannot finish.
+    """
+    cols = Columns()
+    cols.add("k", ValueType.STRING, np.zeros(1, np.int64), np.zeros(1), np.zeros(1, np.int64), ["x"])
+    columns_to_table(cols, "warmup")
 
 
 def _concat(vtype: int, chunks: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:

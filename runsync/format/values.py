@@ -56,6 +56,10 @@ def check_key(key: object) -> str:
         raise ValueError(f"log() key {key[:40]!r}... is {len(key)} characters; at most {MAX_KEY_LEN} allowed")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
         raise ValueError(f"log() key {key!r} contains a control character")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"log() key {key!r} is not valid Unicode (lone surrogate)") from None
     if key.startswith("_"):
         raise ValueError(f"log() key {key!r}: keys starting with '_' are reserved for runsync")
     if key in RESERVED_KEYS:

@@ -198,12 +198,16 @@ class Encoder:
             if commit:
                 with self.lock:
                     self._check_open()
+                    if step is None and self.step > INT64_MAX:
+                        raise _step_overflow()
                     self.step = (self.step if step is None else step) + 1
             return
         t = _time()
         fixed = all(vt in _FIXED for _, vt, _ in items)
         with self.lock:
             self._check_open()
+            if step is None and self.step > INT64_MAX:
+                raise _step_overflow()
             key_ids = [self._key_id(k) for k, _, _ in items]
             seq = self.seq + 1
             s = self.step if step is None else step
@@ -226,6 +230,8 @@ class Encoder:
                 self.step = s + 1
 
     def _range_error(self, data: Mapping[str, Any]) -> Exception:
+        if self.step > INT64_MAX:
+            return _step_overflow()
         for key, value in flatten(data):
             try:
                 coerce(key, value)
@@ -275,6 +281,8 @@ class Encoder:
             self.seg.cap = self.seg.off
 
     def write_meta(self, op: int, payload: Any) -> None:
+        if self.forked:
+            self._check_open()  # before the lock: a fork may have copied it held
         raw = encode_meta_payload(payload)
         with self.lock:
             self._check_open()
@@ -339,6 +347,10 @@ class Encoder:
             self.segs.remove(seg)
             if not seg.durable:
                 self.memory_used -= seg.cap
+
+
+def _step_overflow() -> ValueError:
+    return ValueError("the next step would be 2**63, beyond int64; pass step= explicitly")
 
 
 def _check_step(step: Any) -> int | None:

@@ -121,7 +121,9 @@ class Flusher:
         self._docs_dirty = True
         self._spare_retry_at = 0.0
         self._part_retry_at = 0.0
-        self._disk_failing = False
+        self._failing: set[str] = set()  # kinds of writes currently failing
+        self._reported = False
+        self._memory_rows = 0  # pending rows whose records live only in memory segments
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -181,6 +183,8 @@ class Flusher:
                     continue
                 got = Columns()
                 seg.read = self.decoder.decode(seg.view, seg.read, off, got)
+                if not seg.durable:
+                    self._memory_rows += got.rows
                 if got.max_seq >= 0:
                     seg.max_seq = got.max_seq
                 if got:
@@ -210,10 +214,11 @@ class Flusher:
                 # so a merged range never contains a part it did not absorb (spec §4.4).
                 self.parts.append(_OwnPart(part, FULL if full else 0, table.num_rows))
         except OSError as e:
-            self._disk_problem("history part", e)
+            self._disk_problem("part", "history part", e)
             self._part_retry_at = time.monotonic() + _RETRY_DISK
             return
-        self._disk_ok()
+        self._disk_ok("part")
+        self._memory_rows = 0
         if hi > self.durable_seq:
             self.durable_seq = hi
         self.pending = Columns()
@@ -262,9 +267,10 @@ class Flusher:
                 self.stream.segment(self.enc.incarnation, segno), self.settings.segment_size, self.enc.incarnation, segno
             )
         except OSError as e:
-            self._disk_problem("write-ahead log segment", e)
+            self._disk_problem("wal", "write-ahead log segment", e)
             self._spare_retry_at = now + _RETRY_DISK
             return
+        self._disk_ok("wal")
         self.enc.add_spare(seg)
 
     def _sync_segments(self) -> None:
@@ -299,10 +305,12 @@ class Flusher:
         try:
             save_doc(st, self.stream.status, durable=state != State.RUNNING)
             self._last_status = st.heartbeat
+            self._disk_ok("status")
         except OSError as e:
-            self._disk_problem("status file", e)
+            self._disk_problem("status", "status file", e)
 
     def _final(self, state: str, exit_code: int | None) -> None:
+        self._failing.discard("wal")  # no more segments are needed
         self.drain(write_full_parts=True)
         self._write_pending(full=False)
         complete = self.pending.rows == 0 and not self.pending.meta
@@ -325,15 +333,20 @@ class Flusher:
                 except (OSError, ValueError):
                     pass
         if not complete:
+            lost = self._memory_rows
+            if lost:
+                self.enc._drop(lost)
             self.reporter.problem(
-                "final", "could not write the last history part; the rows stay in the write-ahead log under "
-                f"{self.stream.dir} and are recovered by the next `runsync` reader or writer"
+                "final", "could not write the last history part; rows in the write-ahead log under "
+                f"{self.stream.dir} are kept and recovered by the next `runsync` reader or writer"
+                + (f"; {lost} rows held only in memory (the disk was full) are lost" if lost else "")
             )
         self._write_status(state, exit_code)
 
     # -- problems ------------------------------------------------------------------
-    def _disk_problem(self, what: str, e: OSError) -> None:
-        self._disk_failing = True
+    def _disk_problem(self, kind: str, what: str, e: OSError) -> None:
+        self._failing.add(kind)
+        self._reported = True
         hint = ""
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             hint = " — the filesystem is full or over quota; free space or point RUNSYNC_DIR elsewhere"
@@ -343,9 +356,11 @@ class Flusher:
             f"rows are kept (up to {self.settings.memory_limit >> 20} MiB in memory) and writing is retried",
         )
 
-    def _disk_ok(self) -> None:
-        if self._disk_failing:
-            self._disk_failing = False
+    def _disk_ok(self, kind: str) -> None:
+        """Say the disk works again only once every kind of write has succeeded since it failed."""
+        self._failing.discard(kind)
+        if self._reported and not self._failing:
+            self._reported = False
             self.reporter.resolved("disk", "writing works again; buffered rows were saved"
                                    + (f" ({self.enc.dropped_rows} rows had to be dropped)" if self.enc.dropped_rows else ""))
 

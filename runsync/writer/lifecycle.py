@@ -127,8 +127,13 @@ def _watchdog(fd: int) -> None:
                 try:
                     run._terminate(code)
                 except Exception as e:  # pragma: no cover - last-chance reporting
-                    print(f"runsync: could not flush run on SIGTERM: {e}", file=sys.stderr)
+                    _say(f"runsync: could not flush run on SIGTERM: {e}")
             os._exit(code)
+
+
+def _say(message: str) -> None:
+    if os.environ.get("RUNSYNC_SILENT", "").strip().lower() not in ("1", "true", "yes", "on"):
+        print(message, file=sys.stderr)
 
 
 def _finish_all(code: int) -> None:
@@ -136,7 +141,7 @@ def _finish_all(code: int) -> None:
         try:
             run.finish(exit_code=code)
         except Exception as e:  # pragma: no cover - last-chance reporting
-            print(f"runsync: could not finish run at exit: {e}", file=sys.stderr)
+            _say(f"runsync: could not finish run at exit: {e}")
 
 
 def _at_exit() -> None:

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from ..format.errors import RunsyncError
+from ..format.history import warm_up
 from ..format.layout import RunLayout, check_run_id, check_stream_name
 from ..format.liveness import host_identity
 from ..format.meta import ConfigDoc, RunInfo, State, Status, SummaryDoc, deep_update, json_safe, load_doc, publish_doc
@@ -265,6 +266,7 @@ def init(
         run.config._data.update(config_data)
         return _set_current(run)
     settings = settings or Settings()
+    warm_up()
     root = resolve_dir(dir)
     layout = RunLayout(root / run_id)
     os.makedirs(layout.history, exist_ok=True)

@@ -13,8 +13,9 @@ writes
 
 The expected content is computed here from what the script logs (a small model of the documented
 semantics), not by reading the files back; the script then checks that runsync reads the files as
-expected and refuses to write a corpus it disagrees with. Files are not byte-for-byte reproducible
-(timestamps, random names of nothing but temporary files) — compare content, not bytes.
+expected and refuses to write a corpus it disagrees with. Nothing is post-processed except the crash
+image golden02 (see make_golden02). The files are not byte-for-byte reproducible (times, hostname,
+pid) — compare content, not bytes.
 
 Once committed, these files are never regenerated for v1.0: every later runsync must keep reading
 them as the expected JSON says. A new format version gets its own directory and corpus.
@@ -225,6 +226,9 @@ def make_golden02(root: Path, tmp: Path) -> dict[str, Any]:
     dst = root / "golden02"
     shutil.copytree(run.dir, dst)  # the writer is still running: the copy is a crash image
     run.finish()  # the original in the temporary directory ends normally; it is discarded
+    # Make the image read as crashed on any machine, at any time: a writer on another host
+    # ("golden-host", another boot id) whose heartbeat is years old (spec §7.3). The other boot id also
+    # makes every reader trust the segment only below synced_off (spec §8.5), the same everywhere.
     stream = dst / "streams" / "main"
     for name in ("claim.000000.json", "status.json"):
         p = stream / name
@@ -235,6 +239,7 @@ def make_golden02(root: Path, tmp: Path) -> dict[str, Any]:
                 doc[field] = CRASH_TIME
         p.write_text(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=True) + "\n")
     assert list(stream.glob("wal.*")), "the crash image must hold a WAL segment"
+    assert len(list((dst / "history").glob("*.parquet"))) == 1, "the crash image must hold exactly one part"
     return expected(info, r, status="crashed", parquet_rows=r.rows(parted_calls))
 
 
