@@ -133,6 +133,133 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
+def _remote_arg(value: str | None) -> str:
+    url = value or os.environ.get("RUNSYNC_REMOTE")
+    if not url:
+        raise RunsyncError("no REMOTE given and RUNSYNC_REMOTE is not set")
+    return url
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class _Progress:
+    """A progress line on a terminal (runs, files, bytes, rate, ETA); plain lines otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.t0 = time.monotonic()
+        self.done = 0
+
+    def __call__(self, run: str, res: Any) -> None:
+        if self.quiet:
+            return
+        self.done += 1
+        el = max(1e-6, time.monotonic() - self.t0)
+        rate = res.bytes_sent / el
+        eta = (res.runs - self.done) * el / self.done
+        line = (f"{self.done}/{res.runs} runs  {res.files_sent} files  {_human(res.bytes_sent)}  "
+                f"{_human(rate)}/s  ETA {eta:.0f} s")
+        if self.tty:
+            print(f"\r\033[K{line}", end="" if self.done < res.runs else "\n", file=sys.stderr, flush=True)
+        else:
+            print(f"runsync: pushed {run} ({line})", file=sys.stderr)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .syncer import PushOptions, Remote, RetryPolicy, push
+
+    policy = RetryPolicy(retries=args.retries, timeout=args.timeout)
+    if args.quiet:
+        policy.say = lambda msg: None
+    remote = Remote(_remote_arg(args.remote), policy=policy)
+    opts = PushOptions(dry_run=args.dry_run, include=args.include or [], exclude=args.exclude or [],
+                       jobs=args.jobs, verify=args.verify)
+    res = push(args.src, remote, opts, _Progress(args.quiet or args.json))
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=1))
+    elif not args.quiet:
+        verb = "would send" if args.dry_run else "sent"
+        print(f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged): {verb} {res.files_sent} files, "
+              f"{_human(res.bytes_sent)}; {_human(res.bytes_deduplicated)} already on {remote.display}; "
+              f"{res.seconds:.1f} s")
+    for run, err in res.failures:
+        print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .syncer import Remote, pull
+
+    remote = Remote(_remote_arg(args.remote))
+    res = pull(remote, Path(args.dir), args.run or None)
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=1))
+    elif not args.quiet:
+        print(f"{res.runs} runs: {res.files} files ({_human(res.bytes)}) copied, {res.skipped} already here")
+    for run, err in res.failures:
+        print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .syncer import Remote, verify
+
+    remote = Remote(args.target)
+    res = verify(remote, args.run or None)
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=1))
+    else:
+        for r, p in res.missing:
+            print(f"MISSING  {r}/{p}")
+        for r, p in res.corrupt:
+            print(f"CORRUPT  {r}/{p}")
+        for r, e in res.failures:
+            print(f"FAILED   {r}: {e}")
+        if res.runs == 0:
+            print(f"no pushed runs (with a {'manifest.json'}) under {remote.display}")
+        print(f"{res.runs} runs, {res.files} files checked: " + ("OK" if res.ok else "PROBLEMS FOUND"))
+    return 0 if res.ok else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .syncer.remote import redact
+    from .syncer.source import find_runs, run_files
+    from .syncer.state import SyncState
+
+    url = args.remote or os.environ.get("RUNSYNC_REMOTE")
+    if not url:
+        raise RunsyncError("no REMOTE given and RUNSYNC_REMOTE is not set")
+    src = Path(args.src)
+    state = SyncState(src, redact(url))
+    rows, out = [], []
+    for run_dir in find_runs(src):
+        files = run_files(run_dir)
+        stats = [(f.rel, f.size, f.mtime_ns, f.ino) for f in files]
+        committed = state.committed(run_dir.name)
+        if not committed:
+            st, n = "never pushed", len(files)
+        elif state.unchanged(run_dir.name, stats):
+            st, n = "up to date", 0
+        else:
+            old = {r: (s, m, i) for r, s, m, i in state.runs.get(run_dir.name, {}).get("stats", [])}
+            n = sum(1 for f in files if old.get(f.rel) != (f.size, f.mtime_ns, f.ino))
+            st = "changed"
+        out.append({"run": run_dir.name, "status": st, "files_to_check": n})
+        rows.append([run_dir.name, st, str(n)])
+    if args.json:
+        print(json.dumps({"remote": redact(url), "runs": out}, indent=1))
+    else:
+        print(_table(rows, ["RUN", f"STATUS vs {redact(url)}", "FILES TO CHECK"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="runsync",
@@ -151,6 +278,52 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--dir", help=f"directory of runs to look in (default {_DEFAULT_DIR})")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=cmd_show)
+
+    push = sub.add_parser(
+        "push", help="push runs to a remote (any fsspec URL or path)",
+        description="Copy a run directory, or every run under a directory, to REMOTE: a path, removable drive, "
+        "file://, memory://, s3://, gs://, az://, sftp://... Files are compared by content hash; what the remote "
+        "has is never sent again; saved files and media shared by runs are stored once. Each run's manifest is "
+        "written last, so the remote never shows a state that was not true locally. Safe to interrupt and rerun.")
+    push.add_argument("src", help="a run directory or a directory of runs")
+    push.add_argument("remote", nargs="?", help="destination URL or path (default $RUNSYNC_REMOTE)")
+    push.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
+    push.add_argument("--include", action="append", metavar="GLOB", help="only runs whose id matches (repeatable)")
+    push.add_argument("--exclude", action="append", metavar="GLOB",
+                      help="skip runs whose id matches (repeatable; also $RUNSYNC_IGNORE_GLOBS, comma-separated)")
+    push.add_argument("--jobs", type=int, default=4, metavar="N", help="runs pushed in parallel (default 4)")
+    push.add_argument("--verify", action="store_true", help="re-check the remote instead of trusting local sync state")
+    push.add_argument("--retries", type=int, default=8, help="retries of a transient network error (default 8)")
+    push.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                      help="give up on one operation after S seconds of retrying (default 300)")
+    push.add_argument("--json", action="store_true", help="print a JSON summary")
+    push.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    push.set_defaults(func=cmd_push)
+
+    pull = sub.add_parser("pull", help="copy runs from a remote into a directory",
+                          description="Copy runs from REMOTE into DIR, checking every file against its manifest hash.")
+    pull.add_argument("remote", help="source URL or path")
+    pull.add_argument("dir", help="destination directory of runs")
+    pull.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
+    pull.add_argument("--json", action="store_true", help="print a JSON summary")
+    pull.add_argument("--quiet", "-q", action="store_true")
+    pull.set_defaults(func=cmd_pull)
+
+    ver = sub.add_parser("verify", help="recompute hashes against manifests",
+                         description="Recompute the content hash of every file of every pushed run under TARGET and "
+                         "report missing or corrupt files; exit status 1 if any.")
+    ver.add_argument("target", help="URL or path holding pushed runs")
+    ver.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
+    ver.add_argument("--json", action="store_true")
+    ver.set_defaults(func=cmd_verify)
+
+    stat = sub.add_parser("status", help="what is not pushed yet",
+                          description="Compare runs under SRC with what was last pushed to REMOTE (local sync state "
+                          "only: no network).")
+    stat.add_argument("src", help="a run directory or a directory of runs")
+    stat.add_argument("remote", nargs="?", help="remote URL or path (default $RUNSYNC_REMOTE)")
+    stat.add_argument("--json", action="store_true")
+    stat.set_defaults(func=cmd_status)
     return p
 
 

@@ -1,0 +1,131 @@
+"""Run manifests (spec §12): what a pushed copy of a run holds, by content hash.
+
+A manifest lists every file of a run by its run-relative path, size and
+SHA-256. Files whose content a reader may share between runs (saved files and
+media) are stored once per remote as content-addressed blobs; everything else
+stays at its run-relative path so stock readers work on the remote. The
+manifest is written last: it commits the files it names (spec §12.3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, BinaryIO
+
+from .errors import CorruptFileError, FormatError
+from .meta import dump_json
+from .version import FORMAT_VERSION, check_version
+
+__all__ = [
+    "MANIFEST",
+    "BLOB_ROOT",
+    "BLOB_PREFIXES",
+    "FileEntry",
+    "Manifest",
+    "check_rel_path",
+    "blob_path",
+    "is_blob",
+    "sha256_file",
+    "parse_manifest",
+]
+
+MANIFEST = "manifest.json"
+BLOB_ROOT = ".runsync/blobs/sha256"
+BLOB_PREFIXES = ("files/", "media/")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._+=@,-]{1,200}$")
+_CHUNK = 1 << 20
+
+
+def check_rel_path(path: str) -> str:
+    """Validate a run-relative path from a manifest or a source tree (spec §12.2).
+
+    Forward slashes only; no empty, ``.`` or ``..`` components; no absolute
+    paths; only a conservative character set. A hostile manifest cannot make a
+    reader or puller write outside the run directory.
+    """
+    if not isinstance(path, str) or not path or len(path) > 1024:
+        raise FormatError(f"invalid run-relative path {path!r}")
+    if path.startswith("/") or "\\" in path:
+        raise FormatError(f"run-relative path {path!r} must be relative and use '/'")
+    for part in path.split("/"):
+        if part in ("", ".", "..") or not _SEGMENT_RE.match(part):
+            raise FormatError(f"run-relative path {path!r} has an invalid component {part!r}")
+    return str(PurePosixPath(path))
+
+
+def is_blob(path: str) -> bool:
+    """Saved files and media are content-addressed blobs on a remote (spec §12.1)."""
+    return path.startswith(BLOB_PREFIXES)
+
+
+def blob_path(sha256: str) -> str:
+    """Root-relative path of a blob: ``.runsync/blobs/sha256/<2 hex>/<64 hex>``."""
+    if not _SHA_RE.match(sha256):
+        raise FormatError(f"invalid sha256 {sha256!r}")
+    return f"{BLOB_ROOT}/{sha256[:2]}/{sha256}"
+
+
+def sha256_file(f: BinaryIO) -> tuple[str, int]:
+    """(hex digest, size) of a file object, read in 1 MiB chunks (bounded memory)."""
+    h = hashlib.sha256()
+    size = 0
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            break
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    size: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    """``<run>/manifest.json`` (spec §12.2)."""
+
+    run_id: str
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    format: str = FORMAT_VERSION
+
+    def to_bytes(self) -> bytes:
+        d = asdict(self)
+        d["files"] = {p: asdict(e) for p, e in sorted(self.files.items())}
+        return dump_json(d)
+
+
+def parse_manifest(data: bytes, where: str) -> Manifest:
+    """Parse and validate a manifest; every path and hash is checked (spec §12.2)."""
+    import json
+
+    try:
+        d = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"invalid manifest JSON ({e})", where) from None
+    if not isinstance(d, dict) or not isinstance(d.get("files"), dict) or not isinstance(d.get("run_id"), str):
+        raise CorruptFileError("manifest lacks run_id or files", where)
+    check_version(d.get("format", "1.0"), where)
+    files: dict[str, FileEntry] = {}
+    for p, e in d["files"].items():
+        try:
+            path = check_rel_path(p)
+            if not isinstance(e, dict) or not _SHA_RE.match(str(e.get("sha256"))) or not isinstance(e.get("size"), int):
+                raise FormatError(f"bad entry for {p!r}")
+        except FormatError as err:
+            raise CorruptFileError(f"manifest rejected: {err}", where) from None
+        files[path] = FileEntry(int(e["size"]), str(e["sha256"]))
+    return Manifest(run_id=d["run_id"], files=files, created=float(d.get("created", 0.0)), format=d.get("format", "1.0"))
+
+
+def manifest_dict(m: Manifest) -> dict[str, Any]:
+    return {"run_id": m.run_id, "files": {p: asdict(e) for p, e in m.files.items()}}

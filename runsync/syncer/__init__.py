@@ -1,0 +1,8 @@
+"""The syncer: push runs to any fsspec backend, pull and verify them. Depends on runsync.format only."""
+
+from .pull import pull, remote_runs, verify
+from .push import PushOptions, PushResult, push
+from .remote import Remote, RemoteError, RetryPolicy, redact
+
+__all__ = ["Remote", "RemoteError", "RetryPolicy", "redact", "push", "PushOptions", "PushResult", "pull",
+           "verify", "remote_runs"]

@@ -1,0 +1,151 @@
+"""``runsync pull`` and ``runsync verify``: read runs back from a remote, checking every hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..format.errors import CorruptFileError, FormatError
+from ..format.layout import ID_RE
+from ..format.manifest import MANIFEST, Manifest, blob_path, check_rel_path, is_blob, parse_manifest
+from .remote import Remote, RemoteError
+
+__all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
+
+
+def remote_runs(remote: Remote) -> list[str]:
+    """Run ids on ``remote``: directories holding a committed manifest."""
+    return [n for n in remote.listdir() if ID_RE.match(n) and remote.exists(f"{n}/{MANIFEST}")]
+
+
+def _manifest(remote: Remote, run_id: str) -> Manifest:
+    raw = remote.read(f"{run_id}/{MANIFEST}")
+    if raw is None:
+        raise FormatError(f"no committed manifest for run {run_id}", remote.display)
+    return parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}")
+
+
+def _source_of(remote: Remote, run_id: str, rel: str, sha: str) -> str:
+    """Where a file's bytes are: its run path, or (saved files, media) the blob store."""
+    if is_blob(rel):
+        target = blob_path(sha)
+        if remote.exists(target):
+            return target
+    return f"{run_id}/{rel}"
+
+
+@dataclass
+class PullResult:
+    runs: int = 0
+    files: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "files": self.files, "bytes": self.bytes, "skipped": self.skipped,
+                "failures": [{"run": r, "error": e} for r, e in self.failures]}
+
+
+def _sha_of_local(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            h = hashlib.sha256()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+            return h.hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None) -> PullResult:
+    """Copy runs from ``remote`` into ``dest``: every file checked against its hash.
+
+    Paths come only from validated manifest entries and are resolved inside the
+    run's directory; a hostile manifest cannot write outside ``dest``.
+    """
+    res = PullResult()
+    ids = run_ids or remote_runs(remote)
+    dest = dest.resolve()
+    for run_id in ids:
+        res.runs += 1
+        try:
+            if not ID_RE.match(run_id):
+                raise FormatError(f"invalid run id {run_id!r}")
+            m = _manifest(remote, run_id)
+            run_dir = dest / run_id
+            for rel, e in sorted(m.files.items()):
+                target = (run_dir / check_rel_path(rel)).resolve()
+                if not target.is_relative_to(run_dir.resolve()):
+                    raise CorruptFileError(f"manifest path {rel!r} escapes the run directory", remote.display)
+                if _sha_of_local(target) == e.sha256:
+                    res.skipped += 1
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+                try:
+                    remote.download(_source_of(remote, run_id, rel, e.sha256), str(tmp))
+                    got = _sha_of_local(tmp)
+                    if got != e.sha256:
+                        raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {e.sha256}",
+                                               remote.display)
+                    os.replace(tmp, target)
+                finally:
+                    if tmp.exists():
+                        tmp.unlink()
+                res.files += 1
+                res.bytes += e.size
+            (run_dir / MANIFEST).write_bytes(m.to_bytes())
+        except (RemoteError, FormatError, OSError) as err:
+            res.failures.append((run_id, str(err)))
+    return res
+
+
+@dataclass
+class VerifyResult:
+    runs: int = 0
+    files: int = 0
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.corrupt or self.failures)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "files": self.files, "ok": self.ok,
+                "missing": [f"{r}/{p}" for r, p in self.missing], "corrupt": [f"{r}/{p}" for r, p in self.corrupt],
+                "failures": [{"run": r, "error": e} for r, e in self.failures]}
+
+
+def verify(remote: Remote, run_ids: list[str] | None = None) -> VerifyResult:
+    """Recompute every file's hash against its run's manifest."""
+    res = VerifyResult()
+    for run_id in run_ids or remote_runs(remote):
+        res.runs += 1
+        try:
+            m = _manifest(remote, run_id)
+        except (RemoteError, FormatError) as err:
+            res.failures.append((run_id, str(err)))
+            continue
+        for rel, e in sorted(m.files.items()):
+            res.files += 1
+            src = f"{run_id}/{rel}"
+            if is_blob(rel) and not remote.exists(src):
+                src = blob_path(e.sha256)
+            try:
+                with remote.open(src) as f:
+                    h = hashlib.sha256()
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            except FileNotFoundError:
+                res.missing.append((run_id, rel))
+                continue
+            if h.hexdigest() != e.sha256:
+                res.corrupt.append((run_id, rel))
+    return res

@@ -1,0 +1,215 @@
+"""A remote is any fsspec URL: a handful of primitives, retries, and safe messages.
+
+The core never branches on the protocol; what differs between backends is
+captured here as capability flags (whether a rename is atomic, so uploads go to
+a temporary name first).
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import re
+import secrets
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from ..format.errors import RunsyncError
+
+__all__ = ["Remote", "RemoteError", "redact", "RetryPolicy"]
+
+T = TypeVar("T")
+
+# Backends whose put is atomic per object (no partial object is ever visible).
+_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"})
+_INSTALL_HINT = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
+                 "abfss": "azure", "sftp": "sftp", "ssh": "sftp"}
+_TRANSIENT_ERRNO = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTUNREACH,
+                    errno.ENETUNREACH, errno.ECONNABORTED, errno.EAGAIN}
+_TRANSIENT_TEXT = re.compile(r"SlowDown|Throttl|TooManyRequests|RequestTimeout|InternalError|ServiceUnavailable|"
+                             r"\b50[0234]\b|Connection (reset|refused|aborted)|timed? ?out|EndpointConnectionError",
+                             re.IGNORECASE)
+_PERMANENT_TEXT = re.compile(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|NoSuchBucket|"
+                             r"\b40[13]\b|Forbidden|Unauthorized|ExpiredToken|InvalidToken", re.IGNORECASE)
+
+
+class RemoteError(RunsyncError):
+    """A remote operation failed for good (permanent error, or retries exhausted)."""
+
+
+def redact(url: str) -> str:
+    """``url`` without user:password (safe to print or store)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def is_transient(e: BaseException) -> bool:
+    if isinstance(e, (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        return True
+    text = f"{type(e).__name__}: {e}"
+    if _PERMANENT_TEXT.search(text):
+        return False
+    if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNO:
+        return True
+    return bool(_TRANSIENT_TEXT.search(text))
+
+
+@dataclass
+class RetryPolicy:
+    retries: int = 8
+    timeout: float = 300.0  # give up on one operation after this many seconds of retrying
+    base: float = 0.5
+    cap: float = 30.0
+    say: Callable[[str], None] = lambda msg: print(f"runsync: {msg}", file=sys.stderr)
+
+    def run(self, what: str, fn: Callable[[], T], secret: str = "") -> T:
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except Exception as e:
+                attempt += 1
+                msg = _describe(e, secret)
+                if not is_transient(e):
+                    raise RemoteError(f"{what}: {msg}{_hint(e)}") from None
+                delay = min(self.cap, self.base * 2 ** (attempt - 1)) * (0.5 + random.random())
+                if attempt > self.retries or time.monotonic() - start + delay > self.timeout:
+                    raise RemoteError(f"{what}: {msg} (gave up after {attempt} attempts)") from None
+                self.say(f"network error ({type(e).__name__}), retrying in {delay:.0f} s (attempt {attempt})")
+                time.sleep(delay)
+
+
+def _describe(e: BaseException, secret: str) -> str:
+    text = f"{type(e).__name__}: {e}"
+    if secret:
+        text = text.replace(secret, redact(secret))
+    return re.sub(r"://[^/@\s]+:[^/@\s]+@", "://", text)
+
+
+def _hint(e: BaseException) -> str:
+    if isinstance(e, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
+        return (" — TLS certificate verification failed; if your site uses its own CA, point "
+                "REQUESTS_CA_BUNDLE / SSL_CERT_FILE (and AWS_CA_BUNDLE for S3) at its certificate bundle")
+    if _PERMANENT_TEXT.search(str(e)) or isinstance(e, PermissionError):
+        return " — check the credentials and permissions configured for this backend"
+    return ""
+
+
+class Remote:
+    """A root URL on some filesystem, with the few operations the syncer needs."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, policy: RetryPolicy | None = None):
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.url = url
+        self.display = redact(url)
+        self.policy = policy or RetryPolicy()
+        protocol = urlsplit(url).scheme if "://" in url else "file"
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        except ImportError as e:
+            extra = _INSTALL_HINT.get(protocol)
+            hint = f"pip install 'runsync[{extra}]'" if extra else f"install the fsspec backend for {protocol}://"
+            raise RemoteError(f"{self.display}: no filesystem for {protocol}:// ({e}); {hint}") from None
+        except ValueError as e:
+            raise RemoteError(f"{self.display}: {_describe(e, url)}") from None
+        self.root = root.rstrip("/") or root
+        self.local = isinstance(self.fs, LocalFileSystem)
+        protos = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.atomic_put = any(p in _OBJECT_STORES for p in protos)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts]) if parts else self.root
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        return self.policy.run(f"{what} ({self.display})", fn, self.url)
+
+    def read(self, rel: str) -> bytes | None:
+        """Bytes of ``rel``, or None if it does not exist."""
+        def op() -> bytes | None:
+            try:
+                return self.fs.cat_file(self.path(rel))  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None
+        return self._run(f"read {rel}", op)
+
+    def exists(self, rel: str) -> bool:
+        return self._run(f"check {rel}", lambda: bool(self.fs.exists(self.path(rel))))
+
+    def size(self, rel: str) -> int | None:
+        def op() -> int | None:
+            try:
+                return int(self.fs.size(self.path(rel)))
+            except FileNotFoundError:
+                return None
+        return self._run(f"stat {rel}", op)
+
+    def listdir(self, rel: str = "") -> list[str]:
+        """Names directly under ``rel`` (empty if it does not exist)."""
+        def op() -> list[str]:
+            try:
+                entries = self.fs.ls(self.path(rel) if rel else self.root, detail=False)
+            except FileNotFoundError:
+                return []
+            return sorted({str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries})
+        return self._run(f"list {rel or '/'}", op)
+
+    def write(self, rel: str, data: bytes) -> None:
+        """Write ``data`` at ``rel`` so that no reader ever sees a partial file."""
+        self._put(rel, lambda target: self.fs.pipe_file(target, data))
+
+    def upload(self, local_path: str, rel: str) -> None:
+        self._put(rel, lambda target: self.fs.put_file(local_path, target))
+
+    def _put(self, rel: str, put: Callable[[str], Any]) -> None:
+        final = self.path(rel)
+        parent = final.rsplit("/", 1)[0]
+
+        def op() -> None:
+            if not self.atomic_put:
+                self.fs.makedirs(parent, exist_ok=True)
+            if self.atomic_put:
+                put(final)
+                return
+            tmp = f"{parent}/.{rel.rsplit('/', 1)[-1]}.{secrets.token_hex(4)}.tmp"
+            try:
+                put(tmp)
+                self.fs.mv(tmp, final)
+            except BaseException:
+                try:
+                    self.fs.rm_file(tmp)
+                except Exception:
+                    pass
+                raise
+        self._run(f"write {rel}", op)
+
+    def download(self, rel: str, local_path: str) -> None:
+        self._run(f"read {rel}", lambda: self.fs.get_file(self.path(rel), local_path))
+
+    def open(self, rel: str) -> Any:
+        return self.fs.open(self.path(rel), "rb")
+
+    def remove(self, rel: str) -> None:
+        def op() -> None:
+            try:
+                self.fs.rm_file(self.path(rel))
+            except FileNotFoundError:
+                pass
+        self._run(f"remove {rel}", op)

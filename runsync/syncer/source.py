@@ -1,0 +1,96 @@
+"""What of a local run directory is pushed (spec §12.4): whole, immutable files only.
+
+Pushed: run.json, history parts, stream documents and claims, saved files and
+media, and the WAL segments of incarnations that are no longer alive (a
+crashed run's tail). Never pushed: temporary files, the WAL of a live writer
+(it is being written), runsync's own sync state.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..format.history import PART_RE
+from ..format.layout import RUN_JSON, RunLayout, iter_run_dirs
+from ..format.liveness import stream_state
+from ..format.manifest import BLOB_PREFIXES, MANIFEST, check_rel_path
+from ..format.meta import State
+
+__all__ = ["LocalFile", "run_files", "find_runs"]
+
+_STREAM_DOC = re.compile(r"^(claim\.[0-9]{6}\.json|status\.json|config\.json|summary\.json)$")
+_SEGMENT = re.compile(r"^wal\.([0-9]{6})\.[0-9]{6}$")
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    rel: str  # run-relative path, '/'-separated
+    path: Path
+    size: int
+    mtime_ns: int
+    ino: int
+
+
+def find_runs(src: Path) -> list[Path]:
+    """``src`` itself if it is a run directory, else the run directories under it."""
+    if (src / RUN_JSON).is_file():
+        return [src]
+    return iter_run_dirs(src)
+
+
+def _stat(path: Path, rel: str) -> LocalFile | None:
+    try:
+        st = path.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # released or merged away meanwhile
+    if not path.is_file() or path.is_symlink():
+        return None
+    return LocalFile(rel, path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def run_files(run_dir: Path) -> list[LocalFile]:
+    """The files of a run to push, in commit-safe order (data before documents)."""
+    layout = RunLayout(run_dir)
+    out: list[LocalFile] = []
+    for name in sorted(os.listdir(layout.history)) if layout.history.is_dir() else []:
+        if PART_RE.match(name):
+            f = _stat(layout.history / name, f"history/{name}")
+            if f:
+                out.append(f)
+    for prefix in BLOB_PREFIXES:
+        base = run_dir / prefix.rstrip("/")
+        if base.is_dir() and not base.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if fn.startswith("."):
+                        continue
+                    p = Path(dirpath) / fn
+                    rel = p.relative_to(run_dir).as_posix()
+                    check_rel_path(rel)
+                    f = _stat(p, rel)
+                    if f:
+                        out.append(f)
+    for st in layout.streams():
+        state = stream_state(st)
+        live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
+        names = sorted(os.listdir(st.dir)) if st.dir.is_dir() else []
+        for name in names:
+            m = _SEGMENT.match(name)
+            if m and int(m.group(1)) != live_inc:
+                f = _stat(st.dir / name, f"streams/{st.name}/{name}")
+                if f:
+                    out.append(f)
+        for name in names:
+            if _STREAM_DOC.match(name):
+                f = _stat(st.dir / name, f"streams/{st.name}/{name}")
+                if f:
+                    out.append(f)
+    f = _stat(layout.run_json, RUN_JSON)
+    if f:
+        out.append(f)
+    assert all(x.rel != MANIFEST for x in out)
+    return out

@@ -1,0 +1,63 @@
+"""Local sync state (spec §12.5): what was pushed where, so a no-op push only stats.
+
+One JSON file per (source root, remote) under ``<src>/.runsync/sync/``. It caches
+content hashes by (size, mtime, inode) and records, per run, the manifest last
+committed to that remote. It is a cache: deleting it costs a re-hash and a
+look at the remote, never data; ``--verify`` ignores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..format.atomic import write_atomic
+
+__all__ = ["SyncState"]
+
+
+class SyncState:
+    def __init__(self, src_root: Path, remote_display: str) -> None:
+        key = hashlib.sha256(remote_display.encode()).hexdigest()[:16]
+        self.path = src_root / ".runsync" / "sync" / f"{key}.json"
+        self.remote = remote_display
+        self.runs: dict[str, dict[str, Any]] = {}
+        try:
+            data = json.loads(self.path.read_bytes())
+            if data.get("remote") == remote_display:
+                self.runs = data.get("runs", {})
+        except (FileNotFoundError, ValueError, OSError):
+            pass
+
+    def hash_of(self, run_id: str, rel: str, size: int, mtime_ns: int, ino: int) -> str | None:
+        e = self.runs.get(run_id, {}).get("hashes", {}).get(rel)
+        if e and e[0] == size and e[1] == mtime_ns and e[2] == ino:
+            return str(e[3])
+        return None
+
+    def committed(self, run_id: str) -> dict[str, list[Any]]:
+        """rel → [size, sha256] of the manifest last committed for ``run_id``."""
+        return dict(self.runs.get(run_id, {}).get("committed", {}))
+
+    def unchanged(self, run_id: str, stats: list[tuple[str, int, int, int]]) -> bool:
+        """True if the run's files are exactly those hashed and committed last time."""
+        r = self.runs.get(run_id)
+        if not r or "committed" not in r:
+            return False
+        return sorted(stats) == sorted(tuple(x) for x in r.get("stats", []))
+
+    def record(self, run_id: str, hashes: dict[str, list[Any]], committed: dict[str, list[Any]] | None,
+               stats: list[tuple[str, int, int, int]]) -> None:
+        r = self.runs.setdefault(run_id, {})
+        r["hashes"] = hashes
+        if committed is not None:
+            r["committed"] = committed
+            r["stats"] = [list(s) for s in stats]
+
+    def save(self) -> None:
+        os.makedirs(self.path.parent, exist_ok=True)
+        data = json.dumps({"remote": self.remote, "runs": self.runs}, separators=(",", ":")).encode()
+        write_atomic(self.path, data, durable=False)
