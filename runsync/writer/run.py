@@ -24,7 +24,8 @@ from .flusher import Flusher
 from .names import new_id, new_name
 from .report import Reporter
 from .segments import Segment, allocate_file_segment, memory_segment
-from .settings import Settings, env_flag, resolve_dir, resolve_mode, resolve_project
+from .live import start_live_sync, stop_live_sync
+from .settings import Settings, env_flag, resolve_dir, resolve_mode, resolve_project, resolve_remote
 
 __all__ = ["Run", "init", "current", "log", "finish"]
 
@@ -137,6 +138,7 @@ class Run:
         self.config = Config(self, {})
         self.summary = Summary(self)
         self._local_summary: dict[str, Any] = {}
+        self._live: Any = None
         self.log = self._log_disabled  # replaced by the encoder's log in offline mode
 
     # -- logging --------------------------------------------------------------------
@@ -190,6 +192,8 @@ class Run:
                 self._enc.closed = True
             state = State.FINISHED if exit_code == 0 else State.FAILED
             self._flusher.stop(state, exit_code, self._flusher.settings.finish_timeout)
+            if self._live is not None:
+                stop_live_sync(self._live, self._flusher.settings.sync_timeout, self._reporter)
             steps = self._enc.step
             self._reporter.info(f"run {self.name} ({self.id}) {state}: {steps} steps in {self.dir}")
             if self._enc.dropped_rows:
@@ -243,6 +247,7 @@ def init(
     notes: str | None = None,
     stream: str | None = None,
     settings: Settings | None = None,
+    remote: str | None = None,
 ) -> Run:
     """Start (or with ``resume=True`` continue) a run and return it.
 
@@ -250,9 +255,15 @@ def init(
     ``./runs``); the run lives in ``<dir>/<id>``. Several processes may write one
     run at once, each in its own ``stream`` (default: ``main``, or ``rank<N>``
     when torch-style RANK/WORLD_SIZE are set).
+
+    ``mode="online"`` (or ``RUNSYNC_MODE=online``) also starts a separate
+    process that pushes the run to ``remote`` (or ``$RUNSYNC_REMOTE``) every
+    ``settings.sync_interval`` seconds; training never waits for it, and
+    ``finish()`` waits for its final push at most ``settings.sync_timeout`` s.
     """
     global _current
     mode = resolve_mode(mode)
+    remote = resolve_remote(mode, remote)
     silent = env_flag("RUNSYNC_SILENT")
     project = resolve_project(project)
     run_id = check_run_id(id) if id is not None else new_id()
@@ -304,8 +315,11 @@ def init(
         run.config.update(config_data)
     lifecycle.register(run)
     flusher.start()
+    if mode == "online" and remote:
+        run._live = start_live_sync(layout.dir, remote, settings.sync_interval, reporter)
     verb = "resumed" if history.incarnations else "started"
-    reporter.info(f"run {info.name} ({run_id}) {verb} offline in {layout.dir} [stream {stream}]")
+    where = "offline" if mode == "offline" else "online"
+    reporter.info(f"run {info.name} ({run_id}) {verb} {where} in {layout.dir} [stream {stream}]")
     return _set_current(run)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["Settings", "MODES", "env_flag"]
 
-MODES = ("offline", "disabled")
+MODES = ("offline", "online", "disabled")
 
 
 def env_flag(name: str) -> bool:
@@ -29,6 +29,8 @@ class Settings:
     memory_limit: int = 256 << 20  # bytes of non-durable buffering when the disk fails
     heartbeat_interval: float = 5.0
     finish_timeout: float = 60.0  # finish() waits at most this long for the final flush
+    sync_interval: float = 5.0  # online mode: seconds between live pushes
+    sync_timeout: float = 30.0  # online mode: finish() waits at most this long for the final push
 
     def __post_init__(self) -> None:
         if self.merge_factor < 2:
@@ -57,6 +59,13 @@ def resolve_mode(mode: str | None) -> str:
 
 def resolve_dir(dir: str | os.PathLike[str] | None) -> Path:
     return Path(dir if dir is not None else os.environ.get("RUNSYNC_DIR") or "runs").expanduser()
+
+
+def resolve_remote(mode: str, remote: str | None) -> str | None:
+    remote = remote or os.environ.get("RUNSYNC_REMOTE") or None
+    if mode == "online" and not remote:
+        raise ValueError("mode 'online' needs a remote: init(remote=URL) or RUNSYNC_REMOTE")
+    return remote
 
 
 def resolve_project(project: str | None) -> str:
