@@ -179,6 +179,17 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.quiet:
         policy.say = lambda msg: None
     remote = Remote(_remote_arg(args.remote), policy=policy)
+    if Path(args.src).is_file():
+        from .syncer.bundle import push_bundle
+
+        res = push_bundle(Path(args.src), remote)
+        if args.json:
+            print(json.dumps(res.as_dict(), indent=1))
+        elif not args.quiet:
+            print(f"bundle verified; {res.runs} runs: sent {res.files_sent} files, {_human(res.bytes_sent)}")
+        for run, err in res.failures:
+            print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
+        return 1 if res.failures else 0
     opts = PushOptions(dry_run=args.dry_run, include=args.include or [], exclude=args.exclude or [],
                        jobs=args.jobs, verify=args.verify)
     res = push(args.src, remote, opts, _Progress(args.quiet or args.json))
@@ -192,6 +203,20 @@ def cmd_push(args: argparse.Namespace) -> int:
     for run, err in res.failures:
         print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
     return 1 if res.failures else 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from .syncer import PushOptions
+    from .syncer.bundle import make_bundle
+
+    out = Path(args.output or time.strftime("runs-%Y%m%d-%H%M%S.tar"))
+    res = make_bundle(Path(args.src), out, PushOptions(include=args.include or [], exclude=args.exclude or []))
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=1))
+    else:
+        print(f"{out}: {res.runs} runs, {res.files} files, {_human(res.bytes)} ({res.skipped_runs} runs unchanged "
+              "since the last bundle)")
+    return 0
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -285,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file://, memory://, s3://, gs://, az://, sftp://... Files are compared by content hash; what the remote "
         "has is never sent again; saved files and media shared by runs are stored once. Each run's manifest is "
         "written last, so the remote never shows a state that was not true locally. Safe to interrupt and rerun.")
-    push.add_argument("src", help="a run directory or a directory of runs")
+    push.add_argument("src", help="a run directory, a directory of runs, or a bundle .tar from `runsync bundle`")
     push.add_argument("remote", nargs="?", help="destination URL or path (default $RUNSYNC_REMOTE)")
     push.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
     push.add_argument("--include", action="append", metavar="GLOB", help="only runs whose id matches (repeatable)")
@@ -299,6 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--json", action="store_true", help="print a JSON summary")
     push.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     push.set_defaults(func=cmd_push)
+
+    bun = sub.add_parser(
+        "bundle", help="write one archive of everything not yet bundled (one-way transfer)",
+        description="For sites where only single files cross the air gap: write one tar holding every run file "
+        "not in an earlier bundle, with each run's manifest and hashes. On the other side, `runsync push "
+        "BUNDLE.tar REMOTE` verifies it whole (a truncated or altered bundle is rejected, naming the damaged "
+        "files) and pushes it.")
+    bun.add_argument("src", help="a run directory or a directory of runs")
+    bun.add_argument("-o", "--output", help="archive to write (default runs-YYYYMMDD-HHMMSS.tar)")
+    bun.add_argument("--include", action="append", metavar="GLOB")
+    bun.add_argument("--exclude", action="append", metavar="GLOB")
+    bun.add_argument("--json", action="store_true")
+    bun.set_defaults(func=cmd_bundle)
 
     pull = sub.add_parser("pull", help="copy runs from a remote into a directory",
                           description="Copy runs from REMOTE into DIR, checking every file against its manifest hash.")

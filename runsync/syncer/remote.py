@@ -175,6 +175,15 @@ class Remote:
         """Write ``data`` at ``rel`` so that no reader ever sees a partial file."""
         self._put(rel, lambda target: self.fs.pipe_file(target, data))
 
+    def write_stream(self, rel: str, fileobj: Any) -> None:
+        """Write from a file object (read once; not retried after a partial read)."""
+        import shutil
+
+        def put(target: str) -> None:
+            with self.fs.open(target, "wb") as out:
+                shutil.copyfileobj(fileobj, out, 1 << 20)
+        self._put(rel, put)
+
     def upload(self, local_path: str, rel: str) -> None:
         self._put(rel, lambda target: self.fs.put_file(local_path, target))
 

@@ -1,0 +1,210 @@
+"""One-way transfer: a single tar of everything not yet bundled (spec §12.7).
+
+For sites where only single files may cross the air gap (a data diode, a
+scanned USB stick). ``runsync bundle SRC -o X.tar`` writes ``runsync-bundle.json``
+first — each run's full manifest and which files this bundle carries — then
+those files. ``runsync push X.tar REMOTE`` verifies the whole bundle before
+sending anything, then pushes with the usual commit rule (manifest last).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..format.errors import CorruptFileError, FormatError
+from ..format.layout import ID_RE
+from ..format.manifest import MANIFEST, FileEntry, Manifest, blob_path, check_rel_path, is_blob, parse_manifest
+from ..format.version import FORMAT_VERSION, check_version
+from .push import PushOptions, PushResult, _selected
+from .remote import Remote
+from .source import find_runs, run_files
+from .state import SyncState
+
+__all__ = ["BUNDLE_INDEX", "make_bundle", "push_bundle", "BundleResult"]
+
+BUNDLE_INDEX = "runsync-bundle.json"
+
+
+@dataclass
+class BundleResult:
+    runs: int = 0
+    files: int = 0
+    bytes: int = 0
+    skipped_runs: int = 0
+    path: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"runs": self.runs, "files": self.files, "bytes": self.bytes, "skipped_runs": self.skipped_runs,
+                "path": self.path}
+
+
+def _sha(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+def make_bundle(src: Path, out: Path, opts: PushOptions | None = None) -> BundleResult:
+    """Write a bundle of what changed since the last bundle of ``src`` (state key: bundle)."""
+    opts = opts or PushOptions()
+    state = SyncState(src, "bundle:")
+    res = BundleResult(path=str(out))
+    index: dict[str, Any] = {"format": FORMAT_VERSION, "created": time.time(), "runs": {}}
+    carried: list[tuple[str, str, Path, int]] = []  # (run, rel, path, size)
+    for run_dir in find_runs(src):
+        if not _selected(run_dir.name, opts):
+            continue
+        files = run_files(run_dir)
+        stats = [(f.rel, f.size, f.mtime_ns, f.ino) for f in files]
+        if state.unchanged(run_dir.name, stats):
+            res.skipped_runs += 1
+            continue
+        old = state.committed(run_dir.name)
+        entries: dict[str, dict[str, Any]] = {}
+        hashes: dict[str, list[Any]] = {}
+        ship: list[str] = []
+        for f in files:
+            sha, size = _sha(f.path)
+            entries[f.rel] = {"size": size, "sha256": sha}
+            hashes[f.rel] = [f.size, f.mtime_ns, f.ino, sha]
+            if old.get(f.rel) != [size, sha]:
+                ship.append(f.rel)
+                carried.append((run_dir.name, f.rel, f.path, size))
+        index["runs"][run_dir.name] = {"files": entries, "carried": ship}
+        state.record(run_dir.name, hashes, {p: [e["size"], e["sha256"]] for p, e in entries.items()}, stats)
+        res.runs += 1
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        raw = json.dumps(index, indent=1, sort_keys=True).encode()
+        info = tarfile.TarInfo(BUNDLE_INDEX)
+        info.size, info.mtime = len(raw), int(time.time())
+        tar.addfile(info, io.BytesIO(raw))
+        for run_id, rel, path, size in carried:
+            info = tarfile.TarInfo(f"{run_id}/{rel}")
+            info.size, info.mtime, info.mode = size, int(time.time()), 0o644
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+            res.files += 1
+            res.bytes += size
+    tmp.replace(out)
+    if not opts.dry_run:
+        state.save()
+    return res
+
+
+def _member_name(name: str) -> tuple[str, str]:
+    run_id, _, rel = name.partition("/")
+    if not ID_RE.match(run_id) or not rel:
+        raise FormatError(f"bundle member {name!r} is not <run id>/<path>")
+    return run_id, check_rel_path(rel)
+
+
+def _read_index(tar: tarfile.TarFile, where: str) -> dict[str, Any]:
+    first = tar.next()
+    if first is None or first.name != BUNDLE_INDEX or not first.isfile():
+        raise CorruptFileError(f"not a runsync bundle (no {BUNDLE_INDEX} first)", where)
+    f = tar.extractfile(first)
+    assert f is not None
+    try:
+        index = json.loads(f.read())
+        check_version(index.get("format", "1.0"), where)
+        for run_id, r in index["runs"].items():
+            if not ID_RE.match(run_id):
+                raise FormatError(f"invalid run id {run_id!r}")
+            parse_manifest(json.dumps({"run_id": run_id, "files": r["files"]}).encode(), where)
+            for rel in r["carried"]:
+                check_rel_path(rel)
+    except (ValueError, KeyError, TypeError, FormatError) as e:
+        raise CorruptFileError(f"bundle index rejected: {e}", where) from None
+    return index  # type: ignore[no-any-return]
+
+
+def verify_bundle(path: Path) -> dict[str, Any]:
+    """Check every member against the index; raise naming every damaged or missing file."""
+    where = str(path)
+    damaged: list[str] = []
+    seen: set[str] = set()
+    try:
+        with tarfile.open(path, "r:") as tar:
+            index = _read_index(tar, where)
+            for m in tar:
+                if m.name == BUNDLE_INDEX and m.offset == 0:
+                    continue
+                if not m.isfile():  # links, devices, directories: never unpacked
+                    damaged.append(f"{m.name} (not a regular file)")
+                    continue
+                try:
+                    run_id, rel = _member_name(m.name)
+                    e = index["runs"][run_id]["files"][rel]
+                except (FormatError, KeyError):
+                    damaged.append(f"{m.name} (not in the bundle index)")
+                    continue
+                f = tar.extractfile(m)
+                assert f is not None
+                h = hashlib.sha256()
+                n = 0
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+                    n += len(chunk)
+                if n != e["size"] or h.hexdigest() != e["sha256"]:
+                    damaged.append(f"{m.name} (content does not match its hash)")
+                seen.add(m.name)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        damaged.append(f"(archive unreadable or truncated: {e})")
+        index = locals().get("index", {"runs": {}})
+    for run_id, r in index["runs"].items():
+        for rel in r["carried"]:
+            if f"{run_id}/{rel}" not in seen:
+                damaged.append(f"{run_id}/{rel} (missing: bundle truncated?)")
+    if damaged:
+        raise CorruptFileError("bundle rejected, nothing was pushed; damaged files: " + "; ".join(damaged), where)
+    return index
+
+
+def push_bundle(path: Path, remote: Remote) -> PushResult:
+    """Verify the whole bundle, then push it: files first, each run's manifest last."""
+    t0 = time.monotonic()
+    index = verify_bundle(path)
+    res = PushResult(runs=len(index["runs"]))
+    with tarfile.open(path, "r:") as tar:
+        for m in tar:
+            if m.name == BUNDLE_INDEX and m.offset == 0:
+                continue
+            run_id, rel = _member_name(m.name)
+            sha = index["runs"][run_id]["files"][rel]["sha256"]
+            target = blob_path(sha) if is_blob(rel) else f"{run_id}/{rel}"
+            if is_blob(rel) and remote.size(target) == m.size:
+                res.bytes_deduplicated += m.size
+                continue
+            f = tar.extractfile(m)
+            remote.write_stream(target, f)
+            res.files_sent += 1
+            res.bytes_sent += m.size
+    for run_id, r in index["runs"].items():
+        files = {p: FileEntry(e["size"], e["sha256"]) for p, e in r["files"].items()}
+        missing = [p for p, e in files.items() if p not in r["carried"]
+                   and remote.size(blob_path(e.sha256) if is_blob(p) else f"{run_id}/{p}") != e.size]
+        if missing:
+            res.failures.append((run_id, f"files from an earlier bundle are not on {remote.display}: "
+                                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; push that bundle first"))
+            continue
+        old_raw = remote.read(f"{run_id}/{MANIFEST}")
+        remote.write(f"{run_id}/{MANIFEST}", Manifest(run_id=run_id, files=files).to_bytes())
+        if old_raw is not None:
+            for rel in set(parse_manifest(old_raw, remote.display).files) - set(files):
+                if not is_blob(rel):
+                    remote.remove(f"{run_id}/{rel}")
+        res.runs_pushed += 1
+    res.seconds = time.monotonic() - t0
+    return res
