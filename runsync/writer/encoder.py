@@ -111,12 +111,14 @@ class Encoder:
         self.closed = False
         self.pid = os.getpid()
         self.forked = False
+        self.terminating = False
+        self.hold = False  # forked or terminating: every call takes the slow path
         self._next_segno = first_seg.segno + 1
 
     # -- hot path ---------------------------------------------------------
     def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
         """Append one call's values as a WAL record. No file I/O; see spec §8.4."""
-        if type(data) is not dict or self.forked:
+        if type(data) is not dict or self.hold:
             return self._log_slow(data, step, commit)
         # Most loops log the same keys every call: try the last schema first.
         # Its getter fetches the values in schema order (raising KeyError if a
@@ -175,7 +177,7 @@ class Encoder:
 
     # -- slow path --------------------------------------------------------
     def _log_slow(self, data: Any, step: Any, commit: bool) -> None:
-        if self.forked:
+        if self.hold:
             self._check_open()
         if not isinstance(data, Mapping):
             raise TypeError(f"log() takes a dict of key -> value, got {type(data).__name__}")
@@ -240,6 +242,10 @@ class Encoder:
         return ValueError("log() value out of range")
 
     def _check_open(self) -> None:
+        if self.terminating:
+            # SIGTERM: the final flush is running and the process exits next. Block
+            # rather than accept a record no part will hold, or raise into training.
+            threading.Event().wait()
         if self.forked:
             raise ForkedRunError(
                 f"this run was started in process {self.pid}; a forked child cannot log to it — "
@@ -281,7 +287,7 @@ class Encoder:
             self.seg.cap = self.seg.off
 
     def write_meta(self, op: int, payload: Any) -> None:
-        if self.forked:
+        if self.hold:
             self._check_open()  # before the lock: a fork may have copied it held
         raw = encode_meta_payload(payload)
         with self.lock:

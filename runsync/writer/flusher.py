@@ -59,6 +59,7 @@ def short_switch_interval() -> Iterator[None]:
                 sys.setswitchinterval(_switch_saved)
 
 _RETRY_DISK = 15.0
+SPARES = 2  # file segments kept ready, so a fast logger never outruns allocation
 FULL = 1 << 30  # level of parts that are never merged
 
 
@@ -116,6 +117,9 @@ class Flusher:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._alloc_thread: threading.Thread | None = None
+        self._alloc_wake = threading.Event()
+        self._alloc_stop = False
         self._last_part = time.monotonic()
         self._last_status = 0.0
         self._docs_dirty = True
@@ -127,12 +131,37 @@ class Flusher:
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
+        self._alloc_thread = threading.Thread(target=self._alloc_loop, name=f"runsync-alloc-{self.stream.name}",
+                                              daemon=True)
+        self._alloc_thread.start()
         self._thread = threading.Thread(target=self._loop, name=f"runsync-flusher-{self.stream.name}", daemon=True)
         self._thread.start()
 
+    def _alloc_loop(self) -> None:
+        """Keep SPARES file segments ready. Its own thread: it must not wait behind a part write.
+
+        Allocation is a few syscalls (open, fallocate, mmap) that release the
+        GIL; falling behind would push the writer onto a non-durable memory
+        segment, which a kill -9 would lose.
+        """
+        while not self._alloc_stop:
+            try:
+                self._fill_spares()
+            except Exception as e:  # never let the thread die silently
+                self.reporter.problem("alloc", f"segment allocation failed: {type(e).__name__}: {e}")
+            self._alloc_wake.wait(self.settings.flush_interval)
+            self._alloc_wake.clear()
+
+    def _stop_alloc(self) -> None:
+        self._stop = True
+        self._alloc_stop = True
+        self._alloc_wake.set()
+        if self._alloc_thread is not None and self._alloc_thread is not threading.current_thread():
+            self._alloc_thread.join(10)
+
     def stop(self, state: str, exit_code: int | None, timeout: float) -> bool:
         """Final flush, then mark the stream ``state``. Returns False on timeout."""
-        self._stop = True
+        self._stop_alloc()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -159,7 +188,6 @@ class Flusher:
     # -- one round ---------------------------------------------------------------
     def tick(self, force_part: bool = False) -> None:
         now = time.monotonic()
-        self._ensure_spare(now)
         self.drain(write_full_parts=True)
         self._sync_segments()
         due = force_part or now - self._last_part >= self.settings.part_interval
@@ -258,9 +286,13 @@ class Flusher:
             self.parts[-n:] = [_OwnPart(merged, group[0].level + 1, sum(p.rows for p in group))]
 
     # -- segments ------------------------------------------------------------------
-    def _ensure_spare(self, now: float) -> None:
-        if self.enc.spare or now < self._spare_retry_at or self.enc.closed:
-            return
+    def _fill_spares(self) -> None:
+        while len(self.enc.spare) < SPARES and not self._alloc_stop and not self.enc.closed:
+            now = time.monotonic()
+            if now < self._spare_retry_at or not self._allocate_spare(now):
+                return
+
+    def _allocate_spare(self, now: float) -> bool:
         segno = self.enc.take_segno()
         try:
             seg = allocate_file_segment(
@@ -269,9 +301,15 @@ class Flusher:
         except OSError as e:
             self._disk_problem("wal", "write-ahead log segment", e)
             self._spare_retry_at = now + _RETRY_DISK
-            return
+            return False
         self._disk_ok("wal")
         self.enc.add_spare(seg)
+        if self._alloc_stop or self.enc.closed:  # finishing meanwhile: do not leak the file
+            with self.enc.lock:
+                if seg in self.enc.spare:
+                    self.enc.spare.remove(seg)
+                    seg.close(unlink=True)
+        return True
 
     def _sync_segments(self) -> None:
         for seg in list(self.enc.segs):
@@ -365,22 +403,23 @@ class Flusher:
                                    + (f" ({self.enc.dropped_rows} rows had to be dropped)" if self.enc.dropped_rows else ""))
 
     def terminate(self, exit_code: int) -> None:
-        """Final flush on SIGTERM from another thread, without closing the encoder.
+        """Final flush on SIGTERM, from the watchdog thread; the process exits right after.
 
-        The training thread may still log for the few milliseconds until the
-        process exits; those records stay in the WAL (segments are kept), where
-        readers and the next writer find them (spec §8.5).
+        The encoder is held, not closed: a log() call from now on blocks until
+        the process exits (nothing is acknowledged that no part holds, and
+        nothing is raised into the training loop). Then the usual final flush.
         """
-        self._stop = True
+        with self.enc.lock:
+            self.enc.terminating = True
+            self.enc.hold = True
+        self._stop_alloc()
         self._wake.set()
         with self.mu:
-            self.drain(write_full_parts=True)
-            self._write_pending(full=False)
-            self._sync_segments()
-            self._write_status(State.FAILED, exit_code)
+            self._final(State.FAILED, exit_code)
 
     def wake(self) -> None:
         """Ask for a round now (the writer calls this when it switches segments)."""
+        self._alloc_wake.set()
         self._wake.set()
 
     def summary_snapshot(self) -> dict[str, Any]:

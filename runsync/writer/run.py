@@ -176,6 +176,7 @@ class Run:
     def _mark_forked(self) -> None:
         if self._enc is not None:
             self._enc.forked = True
+            self._enc.hold = True
 
     # -- ending ---------------------------------------------------------------------
     def finish(self, exit_code: int = 0) -> None:
