@@ -315,6 +315,7 @@ def init(
     if config_data:
         run.config.update(config_data)
     lifecycle.register(run)
+    flusher._fill_spares()  # here, not in the background: a new run starts ready and quiet
     flusher.start()
     if mode == "online" and remote:
         run._live = start_live_sync(layout.dir, remote, settings.sync_interval, reporter)
