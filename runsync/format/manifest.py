@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from .errors import CorruptFileError, FormatError
 from .meta import dump_json
@@ -125,7 +125,3 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
             raise CorruptFileError(f"manifest rejected: {err}", where) from None
         files[path] = FileEntry(int(e["size"]), str(e["sha256"]))
     return Manifest(run_id=d["run_id"], files=files, created=float(d.get("created", 0.0)), format=d.get("format", "1.0"))
-
-
-def manifest_dict(m: Manifest) -> dict[str, Any]:
-    return {"run_id": m.run_id, "files": {p: asdict(e) for p, e in m.files.items()}}

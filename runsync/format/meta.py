@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -153,10 +152,9 @@ class SummaryDoc:
         for r in cols.meta:
             if r.seq <= self.applied_seq or r.op not in (MetaOp.SUMMARY_SET, MetaOp.SUMMARY_DELETE):
                 continue
-            events.append((r.seq, 0, r.payload["key"], r.time, r.payload.get("value"), True))
-            if r.op == MetaOp.SUMMARY_DELETE:
-                events[-1] = (r.seq, 0, r.payload["key"], r.time, _DELETE, True)
-        for seq, _, key, t, value, by_hand in sorted(events, key=lambda e: (e[0], e[1])):
+            value = _DELETE if r.op == MetaOp.SUMMARY_DELETE else r.payload.get("value")
+            events.append((r.seq, 0, r.payload["key"], r.time, value, True))
+        for _seq, _, key, t, value, by_hand in sorted(events, key=lambda e: (e[0], e[1])):
             if by_hand:
                 if value is _DELETE:
                     self.values.pop(key, None)
@@ -257,7 +255,3 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"config value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
-
-
-def is_finite(x: Any) -> bool:
-    return not (isinstance(x, float) and not math.isfinite(x))

@@ -7,7 +7,6 @@ the writer and any second implementation agree with the spec.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from enum import IntEnum
 from typing import Any, Union
@@ -156,7 +155,3 @@ def flatten(data: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, ob
             yield from flatten(v, key + SEPARATOR)
         else:
             yield key, v
-
-
-def is_nan(value: object) -> bool:
-    return type(value) is float and math.isnan(value)

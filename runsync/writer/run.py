@@ -15,7 +15,6 @@ from ..format.history import warm_up
 from ..format.layout import RunLayout, check_run_id, check_stream_name
 from ..format.liveness import host_identity
 from ..format.meta import ConfigDoc, RunInfo, State, Status, SummaryDoc, deep_update, json_safe, load_doc, publish_doc
-from ..format.values import check_key
 from ..format.wal import MetaOp
 from . import lifecycle
 from .claim import claim_stream, recover
