@@ -169,7 +169,7 @@ class _Progress:
         if self.tty:
             print(f"\r\033[K{line}", end="" if self.done < res.runs else "\n", file=sys.stderr, flush=True)
         else:
-            print(f"runsync: pushed {run} ({line})", file=sys.stderr)
+            print(f"runsync: {run} done ({line})", file=sys.stderr)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -220,9 +220,9 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from .syncer import Remote, pull
+    from .syncer import Remote, RetryPolicy, pull
 
-    remote = Remote(_remote_arg(args.remote))
+    remote = Remote(_remote_arg(args.remote), policy=RetryPolicy(retries=args.retries, timeout=args.timeout))
     res = pull(remote, Path(args.dir), args.run or None)
     if args.json:
         print(json.dumps(res.as_dict(), indent=1))
@@ -234,9 +234,9 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .syncer import Remote, verify
+    from .syncer import Remote, RetryPolicy, verify
 
-    remote = Remote(args.target)
+    remote = Remote(args.target, policy=RetryPolicy(retries=args.retries, timeout=args.timeout))
     res = verify(remote, args.run or None)
     if args.json:
         print(json.dumps(res.as_dict(), indent=1))
@@ -285,6 +285,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retries", type=int, default=8, help="retries of a transient network error (default 8)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="give up on one operation after S seconds of retrying (default 300)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="runsync",
@@ -318,9 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip runs whose id matches (repeatable; also $RUNSYNC_IGNORE_GLOBS, comma-separated)")
     push.add_argument("--jobs", type=int, default=4, metavar="N", help="runs pushed in parallel (default 4)")
     push.add_argument("--verify", action="store_true", help="re-check the remote instead of trusting local sync state")
-    push.add_argument("--retries", type=int, default=8, help="retries of a transient network error (default 8)")
-    push.add_argument("--timeout", type=float, default=300.0, metavar="S",
-                      help="give up on one operation after S seconds of retrying (default 300)")
+    _retry_args(push)
     push.add_argument("--json", action="store_true", help="print a JSON summary")
     push.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     push.set_defaults(func=cmd_push)
@@ -345,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
     pull.add_argument("--json", action="store_true", help="print a JSON summary")
     pull.add_argument("--quiet", "-q", action="store_true")
+    _retry_args(pull)
     pull.set_defaults(func=cmd_pull)
 
     ver = sub.add_parser("verify", help="recompute hashes against manifests",
@@ -353,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("target", help="URL or path holding pushed runs")
     ver.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
     ver.add_argument("--json", action="store_true")
+    _retry_args(ver)
     ver.set_defaults(func=cmd_verify)
 
     stat = sub.add_parser("status", help="what is not pushed yet",

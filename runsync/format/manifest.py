@@ -29,6 +29,8 @@ __all__ = [
     "check_rel_path",
     "blob_path",
     "is_blob",
+    "is_replaced",
+    "stored_at",
     "sha256_file",
     "parse_manifest",
 ]
@@ -58,9 +60,22 @@ def check_rel_path(path: str) -> str:
     return str(PurePosixPath(path))
 
 
+_REPLACED_RE = re.compile(r"^streams/[A-Za-z0-9_-]{1,64}/(status|summary|config)\.json$")
+
+
 def is_blob(path: str) -> bool:
     """Saved files and media are content-addressed blobs on a remote (spec §12.1)."""
     return path.startswith(BLOB_PREFIXES)
+
+
+def is_replaced(path: str) -> bool:
+    """Documents a writer replaces in place: on a remote their committed content is a blob (spec §12.1.2)."""
+    return bool(_REPLACED_RE.match(path))
+
+
+def stored_at(run_id: str, path: str, sha256: str) -> str:
+    """Root-relative location of a manifest entry's committed bytes on a remote (spec §12.1)."""
+    return blob_path(sha256) if is_blob(path) or is_replaced(path) else f"{run_id}/{path}"
 
 
 def blob_path(sha256: str) -> str:

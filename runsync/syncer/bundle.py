@@ -20,7 +20,7 @@ from typing import Any
 
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
-from ..format.manifest import MANIFEST, FileEntry, Manifest, blob_path, check_rel_path, is_blob, parse_manifest
+from ..format.manifest import MANIFEST, FileEntry, Manifest, check_rel_path, is_blob, is_replaced, parse_manifest, stored_at
 from ..format.version import FORMAT_VERSION, check_version
 from .push import PushOptions, PushResult, _selected
 from .remote import Remote
@@ -183,9 +183,9 @@ def push_bundle(path: Path, remote: Remote) -> PushResult:
                 continue
             run_id, rel = _member_name(m.name)
             sha = index["runs"][run_id]["files"][rel]["sha256"]
-            target = blob_path(sha) if is_blob(rel) else f"{run_id}/{rel}"
-            if is_blob(rel) and remote.size(target) == m.size:
-                res.bytes_deduplicated += m.size
+            target = stored_at(run_id, rel, sha)
+            if target != f"{run_id}/{rel}" and remote.size(target) == m.size:
+                res.bytes_deduplicated += m.size if is_blob(rel) else 0
                 continue
             f = tar.extractfile(m)
             remote.write_stream(target, f)
@@ -194,13 +194,18 @@ def push_bundle(path: Path, remote: Remote) -> PushResult:
     for run_id, r in index["runs"].items():
         files = {p: FileEntry(e["size"], e["sha256"]) for p, e in r["files"].items()}
         missing = [p for p, e in files.items() if p not in r["carried"]
-                   and remote.size(blob_path(e.sha256) if is_blob(p) else f"{run_id}/{p}") != e.size]
+                   and remote.size(stored_at(run_id, p, e.sha256)) != e.size]
         if missing:
             res.failures.append((run_id, f"files from an earlier bundle are not on {remote.display}: "
                                  f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; push that bundle first"))
             continue
         old_raw = remote.read(f"{run_id}/{MANIFEST}")
         remote.write(f"{run_id}/{MANIFEST}", Manifest(run_id=run_id, files=files).to_bytes())
+        for p, e in files.items():  # after the commit: run-path copies of replaced documents
+            if is_replaced(p) and p in r["carried"]:
+                data = remote.read(stored_at(run_id, p, e.sha256))
+                if data is not None:
+                    remote.write(f"{run_id}/{p}", data)
         if old_raw is not None:
             for rel in set(parse_manifest(old_raw, remote.display).files) - set(files):
                 if not is_blob(rel):

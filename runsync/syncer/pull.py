@@ -11,7 +11,7 @@ from typing import Any
 
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
-from ..format.manifest import MANIFEST, Manifest, blob_path, check_rel_path, is_blob, parse_manifest
+from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, stored_at
 from .remote import Remote, RemoteError
 
 __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
@@ -19,6 +19,7 @@ __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
 
 def remote_runs(remote: Remote) -> list[str]:
     """Run ids on ``remote``: directories holding a committed manifest."""
+    remote.check_root()
     return [n for n in remote.listdir() if ID_RE.match(n) and remote.exists(f"{n}/{MANIFEST}")]
 
 
@@ -30,12 +31,11 @@ def _manifest(remote: Remote, run_id: str) -> Manifest:
 
 
 def _source_of(remote: Remote, run_id: str, rel: str, sha: str) -> str:
-    """Where a file's bytes are: its run path, or (saved files, media) the blob store."""
-    if is_blob(rel):
-        target = blob_path(sha)
-        if remote.exists(target):
-            return target
-    return f"{run_id}/{rel}"
+    """Where a file's committed bytes are (spec §12.1): its run path, or the blob store."""
+    target = stored_at(run_id, rel, sha)
+    if target != f"{run_id}/{rel}" and not remote.exists(target):
+        return f"{run_id}/{rel}"  # a pushed copy laid out by an older pusher
+    return target
 
 
 @dataclass
@@ -135,17 +135,15 @@ def verify(remote: Remote, run_ids: list[str] | None = None) -> VerifyResult:
             continue
         for rel, e in sorted(m.files.items()):
             res.files += 1
-            src = f"{run_id}/{rel}"
-            if is_blob(rel) and not remote.exists(src):
-                src = blob_path(e.sha256)
-            try:
-                with remote.open(src) as f:
-                    h = hashlib.sha256()
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
-            except FileNotFoundError:
-                res.missing.append((run_id, rel))
-                continue
-            if h.hexdigest() != e.sha256:
-                res.corrupt.append((run_id, rel))
+            places = [_source_of(remote, run_id, rel, e.sha256)]
+            if is_replaced(rel):  # and the run-path copy direct readers use (spec §12.1.2)
+                places.append(f"{run_id}/{rel}")
+            for src in dict.fromkeys(places):
+                got = remote.sha256(src)
+                if got is None:
+                    res.missing.append((run_id, rel))
+                    break
+                if got != e.sha256:
+                    res.corrupt.append((run_id, rel))
+                    break
     return res

@@ -19,8 +19,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..format.errors import FormatError
-from ..format.manifest import MANIFEST, FileEntry, Manifest, blob_path, check_rel_path, is_blob, parse_manifest
-from ..format.manifest import sha256_file
+from ..format.layout import RUN_JSON
+from ..format.manifest import (
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    blob_path,
+    check_rel_path,
+    is_blob,
+    is_replaced,
+    parse_manifest,
+    sha256_file,
+    stored_at,
+)
+from ..format.meta import RunInfo, load_doc
 from .remote import Remote, RemoteError
 from .source import LocalFile, find_runs, run_files
 from .state import SyncState
@@ -74,6 +86,7 @@ class _Pusher:
         self.result = PushResult()
         self.lock = threading.Lock()
         self.blobs_known: set[str] = set()
+        self.blob_locks: dict[str, threading.Lock] = {}
 
     def run(self) -> PushResult:
         t0 = time.monotonic()
@@ -111,29 +124,44 @@ class _Pusher:
 
     def _push_run(self, run_dir: Path) -> None:
         run_id = run_dir.name
+        load_doc(RunInfo, run_dir / RUN_JSON)  # an unreadable run fails here, alone (its error is listed)
         files = self._source_files(run_dir)
         stats = [(f.rel, f.size, f.mtime_ns, f.ino) for f in files]
         if not self.opts.verify and self.state.unchanged(run_id, stats):
             with self.lock:
                 self.result.skipped += 1
             return
-        old = self._remote_manifest(run_id)
+        old, trusted = self._remote_manifest(run_id)
         hashes: dict[str, list[Any]] = {}
         entries: dict[str, FileEntry] = {}
+        refresh: list[tuple[str, bytes]] = []
         sent = False
         for f in files:
             data, sha, size, st = self._hash(run_id, f)
             hashes[f.rel] = [st[0], st[1], st[2], sha]
             entries[f.rel] = FileEntry(size, sha)
-            if old.get(f.rel) == (size, sha) and not (self.opts.verify and not self._present(run_id, f.rel, sha, size)):
+            unchanged = old.get(f.rel) == (size, sha)
+            if is_replaced(f.rel) and data is not None and (not unchanged or self._stale_copy(run_id, f.rel, sha, size,
+                                                                                                trusted)):
+                refresh.append((f.rel, data))  # the run-path copy, rewritten after the commit
+            if unchanged and not (self.opts.verify and not self._present(run_id, f.rel, sha, size)):
                 continue
             sent |= self._send(run_id, f, data, sha, size)
         manifest = Manifest(run_id=run_id, files=entries)
         committed = {p: [e.size, e.sha256] for p, e in entries.items()}
         if self.opts.dry_run:
             return
-        if sent or {p: tuple(v) for p, v in committed.items()} != old:
-            self.remote.write(f"{run_id}/{MANIFEST}", manifest.to_bytes())  # the commit
+        changed = sent or {p: tuple(v) for p, v in committed.items()} != old
+        if changed:
+            self.remote.write(f"{run_id}/{MANIFEST}", manifest.to_bytes())  # the commit (spec §12.3)
+        # After the commit: refresh run-path copies of replaced documents, drop what is gone.
+        for rel, data in refresh:
+            self.remote.write(f"{run_id}/{rel}", data)
+            if old.get(rel) == (entries[rel].size, entries[rel].sha256):
+                with self.lock:  # --verify repairing a copy, not a change
+                    self.result.files_sent += 1
+                    self.result.bytes_sent += len(data)
+        if changed:
             for rel in set(old) - set(entries):
                 if not is_blob(rel):
                     self.remote.remove(f"{run_id}/{rel}")
@@ -142,19 +170,31 @@ class _Pusher:
         with self.lock:
             self.state.record(run_id, hashes, committed, stats)
 
-    def _remote_manifest(self, run_id: str) -> dict[str, tuple[int, str]]:
+    def _remote_manifest(self, run_id: str) -> tuple[dict[str, tuple[int, str]], bool]:
+        """The committed manifest, and whether a completed push of ours vouches for it.
+
+        Untrusted (read from the remote): an earlier push may have died between
+        the commit and refreshing run-path copies, so those are checked.
+        """
         committed = None if self.opts.verify else self.state.committed(run_id)
         if committed:
-            return {p: (int(v[0]), str(v[1])) for p, v in committed.items()}
+            return {p: (int(v[0]), str(v[1])) for p, v in committed.items()}, True
         raw = self.remote.read(f"{run_id}/{MANIFEST}")
         if raw is None:
-            return {}
+            return {}, False
         m = parse_manifest(raw, f"{self.remote.display}/{run_id}/{MANIFEST}")
-        return {p: (e.size, e.sha256) for p, e in m.files.items()}
+        return {p: (e.size, e.sha256) for p, e in m.files.items()}, False
+
+    def _stale_copy(self, run_id: str, rel: str, sha: str, size: int, trusted: bool) -> bool:
+        if trusted:
+            return False
+        if self.opts.verify:
+            return self.remote.sha256(f"{run_id}/{rel}") != sha
+        return self.remote.size(f"{run_id}/{rel}") != size
 
     def _present(self, run_id: str, rel: str, sha: str, size: int) -> bool:
-        target = blob_path(sha) if is_blob(rel) else f"{run_id}/{rel}"
-        return self.remote.size(target) == size
+        """--verify: is the committed content really there? Compared by hash (downloads the file)."""
+        return self.remote.sha256(stored_at(run_id, rel, sha)) == sha
 
     def _hash(self, run_id: str, f: LocalFile) -> tuple[bytes | None, str, int, tuple[int, int, int]]:
         """Content hash of ``f`` (and its bytes if small), from one open file: a document
@@ -174,29 +214,40 @@ class _Pusher:
             return None, sha, size, key
 
     def _send(self, run_id: str, f: LocalFile, data: bytes | None, sha: str, size: int) -> bool:
+        """Send one file to where its committed bytes live; a blob already there is not sent again."""
         check_rel_path(f.rel)
-        if is_blob(f.rel):
-            target = blob_path(sha)
+        target = stored_at(run_id, f.rel, sha)
+        shared = target != f"{run_id}/{f.rel}"
+        if not shared:
+            self._put(target, f, data, size)
+            return True
+        with self.lock:
+            sha_lock = self.blob_locks.setdefault(sha, threading.Lock())
+        with sha_lock:  # runs pushed in parallel that share a blob send it once
             with self.lock:
                 known = sha in self.blobs_known
-            if known or self.remote.size(target) == size:
+            present = known or (self.remote.sha256(target) == sha if self.opts.verify
+                                else self.remote.size(target) == size)
+            if present:
                 with self.lock:
                     self.blobs_known.add(sha)
-                    self.result.bytes_deduplicated += size
+                    if is_blob(f.rel):
+                        self.result.bytes_deduplicated += size
                 return False
-        else:
-            target = f"{run_id}/{f.rel}"
+            self._put(target, f, data, size)
+            with self.lock:
+                self.blobs_known.add(sha)
+        return True
+
+    def _put(self, target: str, f: LocalFile, data: bytes | None, size: int) -> None:
         if not self.opts.dry_run:
             if data is not None:
                 self.remote.write(target, data)
             else:
                 self.remote.upload(str(f.path), target)
         with self.lock:
-            if is_blob(f.rel):
-                self.blobs_known.add(sha)
             self.result.files_sent += 1
             self.result.bytes_sent += size
-        return True
 
 
 def push(src: str | Path, remote: Remote, opts: PushOptions | None = None,

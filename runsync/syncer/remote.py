@@ -96,9 +96,17 @@ class RetryPolicy:
 
 
 def _describe(e: BaseException, secret: str) -> str:
+    """The error as text, with every trace of the URL's credentials removed."""
     text = f"{type(e).__name__}: {e}"
     if secret:
         text = text.replace(secret, redact(secret))
+        try:
+            parts = urlsplit(secret)
+            for s in (parts.password, parts.username and parts.password and f"{parts.username}:{parts.password}"):
+                if s:
+                    text = text.replace(s, "***")
+        except ValueError:
+            pass
     return re.sub(r"://[^/@\s]+:[^/@\s]+@", "://", text)
 
 
@@ -161,6 +169,12 @@ class Remote:
                 return None
         return self._run(f"stat {rel}", op)
 
+    def check_root(self) -> None:
+        """Raise a clear error if the remote root (directory, bucket, prefix) does not exist."""
+        if not self._run("check the remote", lambda: bool(self.fs.exists(self.root))):
+            raise RemoteError(f"{self.display}: no such directory or bucket (nothing was pushed here yet, "
+                              "or the name is wrong)")
+
     def listdir(self, rel: str = "") -> list[str]:
         """Names directly under ``rel`` (empty if it does not exist)."""
         def op() -> list[str]:
@@ -214,6 +228,21 @@ class Remote:
 
     def open(self, rel: str) -> Any:
         return self.fs.open(self.path(rel), "rb")
+
+    def sha256(self, rel: str) -> str | None:
+        """Content hash of a remote file (downloads it), or None if absent."""
+        import hashlib
+
+        def op() -> str | None:
+            try:
+                with self.fs.open(self.path(rel), "rb") as f:
+                    h = hashlib.sha256()
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                    return h.hexdigest()
+            except FileNotFoundError:
+                return None
+        return self._run(f"hash {rel}", op)
 
     def remove(self, rel: str) -> None:
         def op() -> None:
