@@ -140,7 +140,7 @@ class Remote:
             raise RemoteError(f"{self.display}: {_describe(e, url)}") from None
         self.root = root.rstrip("/") or root
         self.local = isinstance(self.fs, LocalFileSystem)
-        protos = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        protos = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
         self.atomic_put = any(p in _OBJECT_STORES for p in protos)
 
     def path(self, *parts: str) -> str:
