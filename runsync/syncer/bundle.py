@@ -9,7 +9,6 @@ sending anything, then pushes with the usual commit rule (manifest last).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -20,7 +19,7 @@ from typing import Any
 
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
-from ..format.manifest import MANIFEST, FileEntry, Manifest, check_rel_path, is_blob, is_replaced, parse_manifest, stored_at
+from ..format.manifest import MANIFEST, FileEntry, Manifest, check_rel_path, is_blob, is_replaced, parse_manifest, sha256_file, stored_at
 from ..format.version import FORMAT_VERSION, check_version
 from .push import PushOptions, PushResult, _selected
 from .remote import Remote
@@ -46,13 +45,8 @@ class BundleResult:
 
 
 def _sha(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
+        return sha256_file(f)
 
 
 def make_bundle(src: Path, out: Path, opts: PushOptions | None = None) -> BundleResult:
@@ -152,12 +146,8 @@ def verify_bundle(path: Path) -> dict[str, Any]:
                     continue
                 f = tar.extractfile(m)
                 assert f is not None
-                h = hashlib.sha256()
-                n = 0
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-                    n += len(chunk)
-                if n != e["size"] or h.hexdigest() != e["sha256"]:
+                digest, n = sha256_file(f)
+                if n != e["size"] or digest != e["sha256"]:
                     damaged.append(f"{m.name} (content does not match its hash)")
                 seen.add(m.name)
     except (tarfile.TarError, EOFError, OSError) as e:

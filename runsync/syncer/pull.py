@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Any
 
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
-from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, stored_at
+from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, sha256_file, stored_at
 from .remote import Remote, RemoteError
 
 __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
@@ -54,10 +53,7 @@ class PullResult:
 def _sha_of_local(path: Path) -> str | None:
     try:
         with open(path, "rb") as f:
-            h = hashlib.sha256()
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-            return h.hexdigest()
+            return sha256_file(f)[0]
     except FileNotFoundError:
         return None
 

@@ -231,15 +231,12 @@ class Remote:
 
     def sha256(self, rel: str) -> str | None:
         """Content hash of a remote file (downloads it), or None if absent."""
-        import hashlib
+        from ..format.manifest import sha256_file
 
         def op() -> str | None:
             try:
                 with self.fs.open(self.path(rel), "rb") as f:
-                    h = hashlib.sha256()
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
-                    return h.hexdigest()
+                    return sha256_file(f)[0]
             except FileNotFoundError:
                 return None
         return self._run(f"hash {rel}", op)
