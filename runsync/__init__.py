@@ -1,4 +1,13 @@
-"""runsync: log ML training runs offline into a specified columnar format, sync them anywhere later."""
+"""runsync: log ML training runs offline into a specified columnar format, sync them anywhere later.
+
+Names are imported on first use, so ``runsync push`` does not pay for the
+writer's and reader's imports (pyarrow, numpy) it does not need.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .format.errors import (
     CorruptFileError,
@@ -9,10 +18,18 @@ from .format.errors import (
     UnsupportedVersionError,
 )
 from .format.version import FORMAT_VERSION
-from .reader import RunView, open_run, runs, smooth
-from .writer import ForkedRunError, Run, RunFinishedError, Settings, finish, init, log
+
+if TYPE_CHECKING:
+    from .reader import RunView, open_run, runs, smooth
+    from .writer import ForkedRunError, Run, RunFinishedError, Settings, finish, init, log
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "init": "writer", "log": "writer", "finish": "writer", "Run": "writer", "Settings": "writer",
+    "RunFinishedError": "writer", "ForkedRunError": "writer",
+    "open_run": "reader", "RunView": "reader", "runs": "reader", "smooth": "reader",
+}
 
 __all__ = [
     "init",
@@ -34,3 +51,16 @@ __all__ = [
     "RunFinishedError",
     "ForkedRunError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runsync' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -226,8 +226,9 @@ class _Pusher:
         with sha_lock:  # runs pushed in parallel that share a blob send it once
             with self.lock:
                 known = sha in self.blobs_known
+            # A small blob is cheaper to write again (same name, same bytes) than to probe for.
             present = known or (self.remote.sha256(target) == sha if self.opts.verify
-                                else self.remote.size(target) == size)
+                                else size > _SMALL and self.remote.size(target) == size)
             if present:
                 with self.lock:
                     self.blobs_known.add(sha)
