@@ -33,7 +33,7 @@ from ..format.manifest import (
     stored_at,
 )
 from ..format.meta import RunInfo, load_doc
-from .remote import Remote, RemoteError
+from .remote import Remote, RemoteError, RemoteSetupError
 from .source import LocalFile, find_runs, run_files
 from .state import SyncState
 
@@ -106,6 +106,8 @@ class _Pusher:
         try:
             self._push_run(run_dir)
             return None
+        except RemoteSetupError:
+            raise  # the same for every run: stop and say it once
         except (RemoteError, FormatError, OSError) as e:
             return str(e)
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..format.errors import RunsyncError
 
-__all__ = ["Remote", "RemoteError", "redact", "RetryPolicy"]
+__all__ = ["Remote", "RemoteError", "RemoteSetupError", "redact", "RetryPolicy"]
 
 T = TypeVar("T")
 
@@ -40,6 +40,10 @@ _PERMANENT_TEXT = re.compile(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotM
 
 class RemoteError(RunsyncError):
     """A remote operation failed for good (permanent error, or retries exhausted)."""
+
+
+class RemoteSetupError(RemoteError):
+    """The remote cannot be used at all (no backend installed, malformed URL): stop, do not retry per run."""
 
 
 def redact(url: str) -> str:
@@ -123,30 +127,67 @@ class Remote:
     """A root URL on some filesystem, with the few operations the syncer needs."""
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None, policy: RetryPolicy | None = None):
-        import fsspec
-        from fsspec.implementations.local import LocalFileSystem
-
         self.url = url
         self.display = redact(url)
         self.policy = policy or RetryPolicy()
-        protocol = urlsplit(url).scheme if "://" in url else "file"
+        self._options = dict(storage_options or {})
+        self._fs: Any = None
+        if "://" not in url:  # a plain path: resolve now, it costs nothing
+            self._connect()
+
+    def _connect(self) -> None:
+        """Build the fsspec filesystem on first use: a push with nothing to send never imports
+        a backend (s3fs and friends take a noticeable time to import)."""
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        protocol = urlsplit(self.url).scheme if "://" in self.url else "file"
         try:
-            self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+            fs, root = fsspec.core.url_to_fs(self.url, **self._options)
         except ImportError as e:
             extra = _INSTALL_HINT.get(protocol)
             hint = f"pip install 'runsync[{extra}]'" if extra else f"install the fsspec backend for {protocol}://"
-            raise RemoteError(f"{self.display}: no filesystem for {protocol}:// ({e}); {hint}") from None
+            raise RemoteSetupError(f"{self.display}: no filesystem for {protocol}:// ({e}); {hint}") from None
         except ValueError as e:
-            raise RemoteError(f"{self.display}: {_describe(e, url)}") from None
-        self.root = root.rstrip("/") or root
-        self.local = isinstance(self.fs, LocalFileSystem)
-        protos = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
-        self.atomic_put = any(p in _OBJECT_STORES for p in protos)
+            raise RemoteSetupError(f"{self.display}: {_describe(e, self.url)}") from None
+        self._root = root.rstrip("/") or root
+        self._local = isinstance(fs, LocalFileSystem)
+        protos = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+        self._atomic_put = any(p in _OBJECT_STORES for p in protos)
+        self._fs = fs
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._connect()
+        return self._fs
+
+    @fs.setter
+    def fs(self, value: Any) -> None:  # tests wrap the filesystem
+        if self._fs is None:
+            self._connect()
+        self._fs = value
+
+    @property
+    def root(self) -> str:
+        self.fs  # noqa: B018 - connects
+        return self._root
+
+    @property
+    def local(self) -> bool:
+        self.fs  # noqa: B018
+        return self._local
+
+    @property
+    def atomic_put(self) -> bool:
+        self.fs  # noqa: B018
+        return self._atomic_put
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts]) if parts else self.root
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
+        self.fs  # noqa: B018 - connect outside the retry loop: a setup error is not retried
         return self.policy.run(f"{what} ({self.display})", fn, self.url)
 
     def read(self, rel: str) -> bytes | None:
