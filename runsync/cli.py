@@ -98,8 +98,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     view = open_run(find_run(args.run, args.dir))
     meta = view.meta
     last = view.last_values()
+    config, summary = view.documents()
     if args.json:
-        print(json.dumps(_jsonable({"meta": meta, "config": view.config, "summary": view.summary, "last": last}),
+        print(json.dumps(_jsonable({"meta": meta, "config": config, "summary": summary, "last": last}),
                          indent=1, allow_nan=True))
         return 0
     print(f"run      {meta['name']}  (id {meta['id']})")
@@ -112,10 +113,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"stream   {s['stream']}: {s['state']} (incarnation {s['incarnation']}, pid {s['pid']} on {s['host']}"
               + (f", {s['dropped_rows']} rows dropped" if s.get("dropped_rows") else "") + ")")
     print("\nconfig")
-    for k, v in _flat(view.config):
+    for k, v in _flat(config):
         print(f"  {k} = {_fmt(v)}")
     print("\nsummary")
-    for k, v in view.summary.items():
+    for k, v in summary.items():
         print(f"  {k} = {_fmt(v)}")
     print("\nlast values")
     for k, v in last.items():
@@ -172,37 +173,43 @@ class _Progress:
             print(f"runsync: {run} done ({line})", file=sys.stderr)
 
 
-def cmd_push(args: argparse.Namespace) -> int:
-    from .syncer import PushOptions, Remote, RetryPolicy, push
+def _policy(args: argparse.Namespace) -> Any:
+    from .syncer import RetryPolicy
 
     policy = RetryPolicy(retries=args.retries, timeout=args.timeout)
-    if args.quiet:
+    if getattr(args, "quiet", False):
         policy.say = lambda msg: None
-    remote = Remote(_remote_arg(args.remote), policy=policy)
+    return policy
+
+
+def _report(args: argparse.Namespace, res: Any, line: str) -> int:
+    """Print a result as JSON or one summary line (unless --quiet), then its failures; the exit code."""
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=1))
+    elif not args.quiet:
+        print(line)
+    for run, err in res.failures:
+        print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
+    return 1 if res.failures else 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .syncer import PushOptions, Remote, push
+
+    remote = Remote(_remote_arg(args.remote), policy=_policy(args))
     if Path(args.src).is_file():
         from .syncer.bundle import push_bundle
 
         res = push_bundle(Path(args.src), remote)
-        if args.json:
-            print(json.dumps(res.as_dict(), indent=1))
-        elif not args.quiet:
-            print(f"bundle verified; {res.runs} runs: sent {res.files_sent} files, {_human(res.bytes_sent)}")
-        for run, err in res.failures:
-            print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
-        return 1 if res.failures else 0
+        return _report(args, res, f"bundle verified; {res.runs} runs: sent {res.files_sent} files, "
+                       f"{_human(res.bytes_sent)}")
     opts = PushOptions(dry_run=args.dry_run, include=args.include or [], exclude=args.exclude or [],
                        jobs=args.jobs, verify=args.verify)
     res = push(args.src, remote, opts, _Progress(args.quiet or args.json))
-    if args.json:
-        print(json.dumps(res.as_dict(), indent=1))
-    elif not args.quiet:
-        verb = "would send" if args.dry_run else "sent"
-        print(f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged): {verb} {res.files_sent} files, "
-              f"{_human(res.bytes_sent)}; {_human(res.bytes_deduplicated)} already on {remote.display}; "
-              f"{res.seconds:.1f} s")
-    for run, err in res.failures:
-        print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
-    return 1 if res.failures else 0
+    verb = "would send" if args.dry_run else "sent"
+    return _report(args, res, f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged): {verb} "
+                   f"{res.files_sent} files, {_human(res.bytes_sent)}; {_human(res.bytes_deduplicated)} already on "
+                   f"{remote.display}; {res.seconds:.1f} s")
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -220,23 +227,18 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from .syncer import Remote, RetryPolicy, pull
+    from .syncer import Remote, pull
 
-    remote = Remote(_remote_arg(args.remote), policy=RetryPolicy(retries=args.retries, timeout=args.timeout))
+    remote = Remote(_remote_arg(args.remote), policy=_policy(args))
     res = pull(remote, Path(args.dir), args.run or None)
-    if args.json:
-        print(json.dumps(res.as_dict(), indent=1))
-    elif not args.quiet:
-        print(f"{res.runs} runs: {res.files} files ({_human(res.bytes)}) copied, {res.skipped} already here")
-    for run, err in res.failures:
-        print(f"runsync: FAILED {run}: {err}", file=sys.stderr)
-    return 1 if res.failures else 0
+    return _report(args, res, f"{res.runs} runs: {res.files} files ({_human(res.bytes)}) copied, "
+                   f"{res.skipped} already here")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .syncer import Remote, RetryPolicy, verify
+    from .syncer import Remote, verify
 
-    remote = Remote(args.target, policy=RetryPolicy(retries=args.retries, timeout=args.timeout))
+    remote = Remote(args.target, policy=_policy(args))
     res = verify(remote, args.run or None)
     if args.json:
         print(json.dumps(res.as_dict(), indent=1))
@@ -255,7 +257,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .syncer.remote import redact
-    from .syncer.source import find_runs, run_files
+    from .syncer.source import file_stats, find_runs, run_files
     from .syncer.state import SyncState
 
     url = args.remote or os.environ.get("RUNSYNC_REMOTE")
@@ -266,16 +268,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows, out = [], []
     for run_dir in find_runs(src):
         files = run_files(run_dir)
-        stats = [(f.rel, f.size, f.mtime_ns, f.ino) for f in files]
-        committed = state.committed(run_dir.name)
-        if not committed:
+        n = state.changed(run_dir.name, file_stats(files))
+        if n is None:
             st, n = "never pushed", len(files)
-        elif state.unchanged(run_dir.name, stats):
-            st, n = "up to date", 0
         else:
-            old = {r: (s, m, i) for r, s, m, i in state.runs.get(run_dir.name, {}).get("stats", [])}
-            n = sum(1 for f in files if old.get(f.rel) != (f.size, f.mtime_ns, f.ino))
-            st = "changed"
+            st = "up to date" if n == 0 else "changed"
         out.append({"run": run_dir.name, "status": st, "files_to_check": n})
         rows.append([run_dir.name, st, str(n)])
     if args.json:

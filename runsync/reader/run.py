@@ -111,28 +111,35 @@ class RunView:
             out.append((first, st, cfg, summ, tail))
         return sorted(out, key=lambda x: x[0])
 
+    def documents(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(config, summary) in one pass: each stream's documents and WAL tail are read once.
+
+        Config merges over streams in the order they started (later streams
+        win); summary takes, per key, the most recently set value (spec §3.3).
+        """
+        config: dict[str, Any] = {}
+        best: dict[str, tuple[float, Any]] = {}
+        for _t, _st, cfg, summ, tail in self._docs():
+            cdoc = copy.deepcopy(cfg) if cfg is not None else ConfigDoc()
+            cdoc.apply(tail.meta)
+            deep_update(config, cdoc.config)
+            sdoc = copy.deepcopy(summ) if summ is not None else SummaryDoc()
+            sdoc.apply(tail)
+            for k, v in sdoc.values.items():
+                t = sdoc.time.get(k, 0.0)
+                if k not in best or t >= best[k][0]:
+                    best[k] = (t, v)
+        return config, {k: v for k, (_t, v) in sorted(best.items())}
+
     @property
     def config(self) -> dict[str, Any]:
         """Config merged over streams in the order they started (later streams win)."""
-        merged: dict[str, Any] = {}
-        for _t, _st, cfg, _s, tail in self._docs():
-            doc = copy.deepcopy(cfg) if cfg is not None else ConfigDoc()
-            doc.apply(tail.meta)
-            deep_update(merged, doc.config)
-        return merged
+        return self.documents()[0]
 
     @property
     def summary(self) -> dict[str, Any]:
         """Per key, the most recently set value over all streams (spec §3.3)."""
-        best: dict[str, tuple[float, Any]] = {}
-        for _t, _st, _cfg, summ, tail in self._docs():
-            doc = copy.deepcopy(summ) if summ is not None else SummaryDoc()
-            doc.apply(tail)
-            for k, v in doc.values.items():
-                t = doc.time.get(k, 0.0)
-                if k not in best or t >= best[k][0]:
-                    best[k] = (t, v)
-        return {k: v for k, (_t, v) in sorted(best.items())}
+        return self.documents()[1]
 
     # -- history --------------------------------------------------------------------
     def _tails(self, st: StreamLayout, above: int) -> Columns:

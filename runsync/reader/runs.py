@@ -47,8 +47,9 @@ def run_records(root: str | Path) -> tuple[list[dict[str, Any]], list[tuple[Path
                 "streams": len(streams),
                 "path": str(d),
             }
-            rec.update(flatten_dict(view.config, "config."))
-            rec.update(flatten_dict(view.summary, "summary."))
+            config, summary = view.documents()
+            rec.update(flatten_dict(config, "config."))
+            rec.update(flatten_dict(summary, "summary."))
             records.append(rec)
         except (FormatError, OSError, ValueError) as e:
             errors.append((d, str(e)))

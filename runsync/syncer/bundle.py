@@ -23,7 +23,7 @@ from ..format.manifest import MANIFEST, FileEntry, Manifest, check_rel_path, is_
 from ..format.version import FORMAT_VERSION, check_version
 from .push import PushOptions, PushResult, _selected
 from .remote import Remote
-from .source import find_runs, run_files
+from .source import file_stats, find_runs, run_files
 from .state import SyncState
 
 __all__ = ["BUNDLE_INDEX", "make_bundle", "push_bundle", "BundleResult"]
@@ -60,7 +60,7 @@ def make_bundle(src: Path, out: Path, opts: PushOptions | None = None) -> Bundle
         if not _selected(run_dir.name, opts):
             continue
         files = run_files(run_dir)
-        stats = [(f.rel, f.size, f.mtime_ns, f.ino) for f in files]
+        stats = file_stats(files)
         if state.unchanged(run_dir.name, stats):
             res.skipped_runs += 1
             continue

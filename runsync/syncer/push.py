@@ -34,7 +34,7 @@ from ..format.manifest import (
 )
 from ..format.meta import RunInfo, load_doc
 from .remote import Remote, RemoteError, RemoteSetupError
-from .source import LocalFile, find_runs, run_files
+from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
 
 __all__ = ["PushOptions", "PushResult", "push"]
@@ -128,7 +128,7 @@ class _Pusher:
         run_id = run_dir.name
         load_doc(RunInfo, run_dir / RUN_JSON)  # an unreadable run fails here, alone (its error is listed)
         files = self._source_files(run_dir)
-        stats = [(f.rel, f.size, f.mtime_ns, f.ino) for f in files]
+        stats = file_stats(files)
         if not self.opts.verify and self.state.unchanged(run_id, stats):
             with self.lock:
                 self.result.skipped += 1

@@ -19,7 +19,7 @@ from ..format.liveness import stream_state
 from ..format.manifest import BLOB_PREFIXES, MANIFEST, check_rel_path
 from ..format.meta import State
 
-__all__ = ["LocalFile", "run_files", "find_runs"]
+__all__ = ["LocalFile", "run_files", "find_runs", "file_stats"]
 
 _STREAM_DOC = re.compile(r"^(claim\.[0-9]{6}\.json|status\.json|config\.json|summary\.json)$")
 _SEGMENT = re.compile(r"^wal\.([0-9]{6})\.[0-9]{6}$")
@@ -32,6 +32,11 @@ class LocalFile:
     size: int
     mtime_ns: int
     ino: int
+
+
+def file_stats(files: list[LocalFile]) -> list[tuple[str, int, int, int]]:
+    """(path, size, mtime_ns, inode) per file: what the sync state compares to skip unchanged runs."""
+    return [(f.rel, f.size, f.mtime_ns, f.ino) for f in files]
 
 
 def find_runs(src: Path) -> list[Path]:

@@ -44,10 +44,16 @@ class SyncState:
 
     def unchanged(self, run_id: str, stats: list[tuple[str, int, int, int]]) -> bool:
         """True if the run's files are exactly those hashed and committed last time."""
+        return self.changed(run_id, stats) == 0
+
+    def changed(self, run_id: str, stats: list[tuple[str, int, int, int]]) -> int | None:
+        """How many of the run's files differ (by stats) from the last commit; None if never committed."""
         r = self.runs.get(run_id)
         if not r or "committed" not in r:
-            return False
-        return sorted(stats) == sorted(tuple(x) for x in r.get("stats", []))
+            return None
+        old = {x[0]: tuple(x) for x in r.get("stats", [])}
+        now = {x[0] for x in stats}
+        return sum(1 for s in stats if old.get(s[0]) != tuple(s)) + sum(1 for p in old if p not in now)
 
     def record(self, run_id: str, hashes: dict[str, list[Any]], committed: dict[str, list[Any]] | None,
                stats: list[tuple[str, int, int, int]]) -> None:
