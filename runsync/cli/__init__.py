@@ -1,0 +1,39 @@
+"""The ``runsync`` command line. Each module in this package registers its commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..format.errors import RunsyncError
+from . import inspect, sync
+
+__all__ = ["main", "build_parser"]
+
+_MODULES = (inspect, sync)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="runsync",
+        description="Log ML training runs offline; inspect them here; push them anywhere later.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _MODULES:
+        module.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except RunsyncError as e:
+        print(f"runsync: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
