@@ -21,13 +21,27 @@ from .format.version import FORMAT_VERSION
 
 if TYPE_CHECKING:
     from .reader import RunView, open_run, runs, smooth
-    from .writer import ForkedRunError, Run, RunFinishedError, Settings, finish, init, log
+    from .writer import (
+        ForkedRunError,
+        Histogram,
+        Image,
+        LogValueError,
+        Run,
+        RunFinishedError,
+        Settings,
+        Table,
+        Text,
+        finish,
+        init,
+        log,
+    )
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "init": "writer", "log": "writer", "finish": "writer", "Run": "writer", "Settings": "writer",
-    "RunFinishedError": "writer", "ForkedRunError": "writer",
+    "RunFinishedError": "writer", "ForkedRunError": "writer", "LogValueError": "writer",
+    "Image": "writer", "Histogram": "writer", "Table": "writer", "Text": "writer",
     "open_run": "reader", "RunView": "reader", "runs": "reader", "smooth": "reader",
 }
 
@@ -37,6 +51,10 @@ __all__ = [
     "finish",
     "Run",
     "Settings",
+    "Image",
+    "Histogram",
+    "Table",
+    "Text",
     "open_run",
     "RunView",
     "runs",
@@ -50,6 +68,7 @@ __all__ = [
     "StreamClaimedError",
     "RunFinishedError",
     "ForkedRunError",
+    "LogValueError",
 ]
 
 

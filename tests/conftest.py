@@ -16,6 +16,10 @@ def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("RUNSYNC_MODE", "RUNSYNC_DIR", "RUNSYNC_PROJECT", "RUNSYNC_STREAM", "RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("RUNSYNC_SILENT", "1")
+    # Sidecars that watch the whole process are tested on their own (test_system*, test_console*).
+    monkeypatch.setenv("RUNSYNC_SYSTEM", "off")
+    monkeypatch.setenv("RUNSYNC_CONSOLE", "off")
+    monkeypatch.setenv("RUNSYNC_ENVIRONMENT", "off")
 
 
 @pytest.fixture
@@ -35,4 +39,8 @@ def part_files(run_dir: Path) -> list[Path]:
 
 
 def env_without_runsync() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("RUNSYNC_")}
+    """The environment for a child writer: no user runsync settings, and no process-wide sidecars
+    (system metrics, console capture, environment record), which have their own tests."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSYNC_")}
+    env.update(RUNSYNC_SYSTEM="off", RUNSYNC_CONSOLE="off", RUNSYNC_ENVIRONMENT="off")
+    return env

@@ -168,7 +168,7 @@ class RemoteTests:
 
     def test_blob_dedup_and_byte_identical_pull(self, root: Path, remote: Remote, tmp_path: Path) -> None:
         big = os.urandom(5 * MB)
-        extras = {"run-a": {"media/img.png": b"\x89PNG" + b"a" * 300},
+        extras = {"run-a": {"files/img.png": b"\x89PNG" + b"a" * 300},
                   "run-b": {"files/sub/notes.txt": b"hello"}}
         for run_id in ("run-a", "run-b"):
             make_run(root, run_id, files={"files/ckpt.bin": big, **extras[run_id]})
@@ -186,7 +186,7 @@ class RemoteTests:
         files = remote_files(remote)
         # Saved files and media are blobs (replaced stream documents are too, spec §12.1.2).
         assert set(blob_objects(files)) >= {
-            blob_path(sha(d)) for d in (big, extras["run-a"]["media/img.png"], extras["run-b"]["files/sub/notes.txt"])}
+            blob_path(sha(d)) for d in (big, extras["run-a"]["files/img.png"], extras["run-b"]["files/sub/notes.txt"])}
         assert sum(1 for data in files.values() if data == big) == 1  # stored once
         assert not [rel for rel in files if rel.split("/")[1:2] in (["files"], ["media"])]  # not in run dirs
         assert verify(remote).ok
@@ -308,7 +308,7 @@ class RemoteTests:
     def test_pushed_copy_pushes_on(self, root: Path, remote: Remote, tmp_path: Path) -> None:
         shared = os.urandom(2 * MB)
         for i, run_id in enumerate(("run-a", "run-b")):
-            make_run(root, run_id, files={"files/ckpt.bin": shared, f"media/m{i}.bin": bytes([i]) * 999})
+            make_run(root, run_id, files={"files/ckpt.bin": shared, f"files/m{i}.bin": bytes([i]) * 999})
         resume_run(root, "run-b", steps=4)
         hop = tmp_path / "usb"
         res = push(root, Remote(str(hop)))

@@ -32,6 +32,7 @@ import pandas as pd
 import psutil
 import pyarrow.parquet as pq
 import pytest
+from conftest import env_without_runsync
 
 import runsync
 
@@ -66,7 +67,7 @@ def expected_s_wide(kind: str, i: int) -> Any:
 
 
 def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSYNC_") and k not in ("RANK", "WORLD_SIZE")}
+    env = {k: v for k, v in env_without_runsync().items() if k not in ("RANK", "WORLD_SIZE")}
     env["RUNSYNC_SILENT"] = "1"
     return env
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import env_without_runsync
 
 import runsync
 from runsync.syncer import Remote, verify
@@ -75,6 +75,6 @@ def test_offline_mode_never_starts_a_syncer(root: Path) -> None:
         "assert not calls, calls\n"
         "assert 'runsync.syncer' not in sys.modules and 'fsspec' not in sys.modules\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSYNC_")}
+    env = env_without_runsync()
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import runsync
+from runsync.format.values import check_key, coerce, flatten
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -422,6 +423,28 @@ def sessions(draw: Any, names: dict[str, str], bad: bool = False) -> Session:
 # --------------------------------------------------------------------------------------------------
 
 
+VALUE_FAULTS = ("key", "nested", "value", "overflow")  # bad values, not a malformed call (spec §5.4)
+
+
+def valid_rest(data: dict[str, Any]) -> dict[str, Any]:
+    """The flattened values of a call that log() accepts ({} for a malformed call: non-str keys, duplicates)."""
+    try:
+        items = list(flatten(data))
+    except TypeError:
+        return {}
+    if len({k for k, _ in items}) != len(items):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        try:
+            check_key(key)
+            coerce(key, value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out
+
+
 def run_session(session: Session) -> None:
     model = Model()
     with tempfile.TemporaryDirectory() as root:
@@ -432,6 +455,10 @@ def run_session(session: Session) -> None:
                 if call.bad is not None:
                     with pytest.raises((TypeError, ValueError)):
                         run.log(call.data, step=call.step, commit=call.commit)
+                    if call.bad in VALUE_FAULTS:  # spec §5.4: the valid rest of the call is stored
+                        rest = valid_rest(call.data)
+                        if rest:
+                            model.log(rest, call.step, call.commit)
                 else:
                     run.log(call.data, step=call.step, commit=call.commit)
                     model.log(call.data, call.step, call.commit)
@@ -476,7 +503,7 @@ def test_log_sequences_read_back_as_modelled(session: Session) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# 2. Bad calls interleaved: each raises, none leaves a trace
+# 2. Bad calls interleaved: each raises; a malformed call leaves no trace, bad values only lose themselves
 # --------------------------------------------------------------------------------------------------
 
 
@@ -486,7 +513,7 @@ def test_log_sequences_read_back_as_modelled(session: Session) -> None:
                          Call({"n": 2, "f": 0.5})]))
 @example(Session(True, [Call({"loss": 1.0}, step=4, commit=False), Call({"loss": 2.0}, step=-1, bad="step"),
                         Call({"loss": 3.0})]))
-def test_bad_calls_raise_and_leave_no_trace(session: Session) -> None:
+def test_bad_calls_raise_and_store_only_the_valid_rest(session: Session) -> None:
     run_session(session)
 
 
@@ -515,9 +542,11 @@ def test_bad_input_errors_name_the_key(tmp_path: Any, data: dict[str, Any], key:
             run.log(data)
         assert repr(key)[:-1] in str(info.value)
         run.log({"n": 9, "f": 0.5})
+    rest = valid_rest(data)  # spec §5.4: stored, and the step advanced, when anything was valid
     rows = runsync.open_run(run.dir).rows().sort_by("seq").to_pylist()
-    assert [(r["key"], r["step"], r["int"]) for r in rows if r["key"] == "n"] == [("n", 0, 0), ("n", 1, 1), ("n", 2, 2), ("n", 3, 9)]
-    assert {r["key"] for r in rows} == {"n", "f"}
+    last = 4 if rest else 3
+    assert [(r["key"], r["step"], r["int"]) for r in rows if r["key"] == "n"] == [("n", 0, 0), ("n", 1, 1), ("n", 2, 2), ("n", last, 9)]
+    assert {r["key"] for r in rows} == {"n", "f"} | set(rest)
 
 
 def test_logging_after_the_last_representable_step(tmp_path: Any) -> None:

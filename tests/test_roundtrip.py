@@ -134,16 +134,24 @@ def test_part_files_have_identical_schema(root: Path, fast: runsync.Settings) ->
     ({"arr": np.zeros(3)}, TypeError),
 ])
 def test_bad_input_raises_and_loses_nothing(root: Path, bad: dict, exc: type) -> None:
+    """Spec §5.4: a bad value is refused, naming its key; the call's valid values are stored (a
+    malformed call — a non-str key — stores nothing); nothing else is lost."""
+    malformed = not isinstance(next(iter(bad)), str)
     with runsync.init(dir=root) as run:
         run.log({"ok": 1.0})
         with pytest.raises(exc) as info:
             run.log({"fine": 2.0, **bad})
-        if isinstance(next(iter(bad)), str) and next(iter(bad)):
+        if not malformed and next(iter(bad)):
             assert repr(next(iter(bad)))[:20] in str(info.value) or "key" in str(info.value)
+        if not malformed:
+            assert isinstance(info.value, runsync.LogValueError)
         run.log({"ok": 3.0})
     wide = runsync.open_run(run.dir).history()
     assert wide["ok"].dropna().tolist() == [1.0, 3.0]
-    assert "fine" not in wide.columns
+    if malformed:
+        assert "fine" not in wide.columns
+    else:
+        assert wide["fine"].dropna().tolist() == [2.0]
 
 
 def test_int_overflow_on_fast_path_is_clean(root: Path) -> None:
@@ -153,8 +161,10 @@ def test_int_overflow_on_fast_path_is_clean(root: Path) -> None:
         with pytest.raises(ValueError, match="'n'"):
             run.log({"n": 2**70, "f": 0.5})
         run.log({"n": 9, "f": 0.5})
-    wide = runsync.open_run(run.dir).history()
-    assert wide["n"].tolist() == [0, 1, 2, 3, 4, 9]
+    wide = runsync.open_run(run.dir).history()  # spec §5.4: "f" of the refused call is kept (step 5)
+    assert wide["n"].dropna().tolist() == [0, 1, 2, 3, 4, 9]
+    assert wide["step"].tolist() == [0, 1, 2, 3, 4, 5, 6]
+    assert wide["f"].tolist() == [0.5] * 7
 
 
 def test_log_after_finish_raises(root: Path) -> None:

@@ -94,7 +94,7 @@ def fault_src(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RUNSYNC_SILENT", "1")
         shared = random.Random(7).randbytes(MB + 4321)  # over 1 MiB: the streamed upload path
-        make_run(root, "run-a", steps=30, files={"files/ckpt.bin": shared, "media/a.txt": b"a" * 10})
+        make_run(root, "run-a", steps=30, files={"files/ckpt.bin": shared, "files/a.txt": b"a" * 10})
         make_run(root, "run-b", steps=30, files={"files/ckpt.bin": shared})
         resume_run(root, "run-b", steps=5)
         make_run(root, "run-c", steps=10)

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from ..format.errors import RunsyncError
-from . import inspect, sync
+from . import inspect, restore, sync
 
 __all__ = ["main", "build_parser"]
 
-_MODULES = (inspect, sync)
+_MODULES = (inspect, sync, restore)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,3 +80,41 @@ def retry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retries", type=int, default=8, help="retries of a transient network error (default 8)")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="give up on one operation after S seconds of retrying (default 300)")
+
+
+def storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-option", "-o", dest="storage_option", action="append", metavar="KEY=VALUE",
+                   help="an fsspec option for the remote's backend (repeatable; dotted keys nest; values are "
+                   "JSON where they parse, e.g. -o client_kwargs.endpoint_url=http://127.0.0.1:9000 -o anon=true); "
+                   "also $RUNSYNC_STORAGE_OPTIONS as a JSON object. Credentials belong in the backend's own "
+                   "configuration or environment, never here")
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options for the remote's fsspec filesystem, from $RUNSYNC_STORAGE_OPTIONS and --storage-option."""
+    out: dict[str, Any] = {}
+    raw = os.environ.get("RUNSYNC_STORAGE_OPTIONS")
+    if raw:
+        try:
+            env = json.loads(raw)
+        except ValueError as e:
+            raise RunsyncError(f"RUNSYNC_STORAGE_OPTIONS is not valid JSON ({e})") from None
+        if not isinstance(env, dict):
+            raise RunsyncError("RUNSYNC_STORAGE_OPTIONS must be a JSON object")
+        out.update(env)
+    for item in getattr(args, "storage_option", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RunsyncError(f"--storage-option {item!r}: expected KEY=VALUE")
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        node = out
+        *path, last = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RunsyncError(f"--storage-option {item!r}: {part!r} is already set to a value")
+        node[last] = parsed
+    return out

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..format.errors import RunsyncError
-from ._common import human, remote_arg, retry_args, table
+from ._common import human, remote_arg, retry_args, storage_arg, storage_options, table
 
 
 class _Progress:
@@ -61,7 +61,7 @@ def _report(args: argparse.Namespace, res: Any, line: str) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from ..syncer import PushOptions, Remote, push
 
-    remote = Remote(remote_arg(args.remote), policy=_policy(args))
+    remote = Remote(remote_arg(args.remote), policy=_policy(args), storage_options=storage_options(args))
     if Path(args.src).is_file():
         from ..syncer.bundle import push_bundle
 
@@ -94,7 +94,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     from ..syncer import Remote, pull
 
-    remote = Remote(remote_arg(args.remote), policy=_policy(args))
+    remote = Remote(remote_arg(args.remote), policy=_policy(args), storage_options=storage_options(args))
     res = pull(remote, Path(args.dir), args.run or None)
     return _report(args, res, f"{res.runs} runs: {res.files} files ({human(res.bytes)}) copied, "
                    f"{res.skipped} already here")
@@ -103,7 +103,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..syncer import Remote, verify
 
-    remote = Remote(args.target, policy=_policy(args))
+    remote = Remote(args.target, policy=_policy(args), storage_options=storage_options(args))
     res = verify(remote, args.run or None)
     if args.json:
         print(json.dumps(res.as_dict(), indent=1))
@@ -121,7 +121,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ..syncer.remote import redact
+    from ..syncer.remote import Remote
     from ..syncer.source import file_stats, find_runs, run_files
     from ..syncer.state import SyncState
 
@@ -129,7 +129,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not url:
         raise RunsyncError("no REMOTE given and RUNSYNC_REMOTE is not set")
     src = Path(args.src)
-    state = SyncState(src, redact(url))
+    display = Remote(url).display  # as push names it (plain paths made absolute); no connection
+    state = SyncState(src, display)
     rows, out = [], []
     for run_dir in find_runs(src):
         files = run_files(run_dir)
@@ -141,9 +142,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.append({"run": run_dir.name, "status": st, "files_to_check": n})
         rows.append([run_dir.name, st, str(n)])
     if args.json:
-        print(json.dumps({"remote": redact(url), "runs": out}, indent=1))
+        print(json.dumps({"remote": display, "runs": out}, indent=1))
     else:
-        print(table(rows, ["RUN", f"STATUS vs {redact(url)}", "FILES TO CHECK"]))
+        print(table(rows, ["RUN", f"STATUS vs {display}", "FILES TO CHECK"]))
     return 0
 
 
@@ -163,6 +164,7 @@ def register(sub: Any) -> None:
     push.add_argument("--jobs", type=int, default=4, metavar="N", help="runs pushed in parallel (default 4)")
     push.add_argument("--verify", action="store_true", help="re-check the remote instead of trusting local sync state")
     retry_args(push)
+    storage_arg(push)
     push.add_argument("--json", action="store_true", help="print a JSON summary")
     push.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     push.set_defaults(func=cmd_push)
@@ -188,6 +190,7 @@ def register(sub: Any) -> None:
     pull.add_argument("--json", action="store_true", help="print a JSON summary")
     pull.add_argument("--quiet", "-q", action="store_true")
     retry_args(pull)
+    storage_arg(pull)
     pull.set_defaults(func=cmd_pull)
 
     ver = sub.add_parser("verify", help="recompute hashes against manifests",
@@ -197,6 +200,7 @@ def register(sub: Any) -> None:
     ver.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
     ver.add_argument("--json", action="store_true")
     retry_args(ver)
+    storage_arg(ver)
     ver.set_defaults(func=cmd_verify)
 
     stat = sub.add_parser("status", help="what is not pushed yet",

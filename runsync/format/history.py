@@ -9,7 +9,7 @@ part covering the union of smaller ones, and readers pick a non-overlapping cove
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from .atomic import fsync_dir, tmp_name
 from .errors import CorruptFileError
+from .layout import PART_RE
 from .values import ValueType
 from .version import FORMAT_VERSION, check_version
 from .wal import Columns
@@ -56,8 +57,6 @@ SCHEMA = pa.schema(
     ]
 )
 
-# <stream>.<lo>-<hi>.parquet, lo/hi zero-padded to 12 digits (spec §4.1).
-PART_RE = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>[0-9]{12})-(?P<hi>[0-9]{12})\.parquet$")
 
 _WRITE_OPTS: dict[str, Any] = dict(
     compression="zstd",
@@ -162,7 +161,7 @@ def columns_to_table(cols: Columns, stream: str) -> pa.Table:
             value[a:b] = vals
             if vtype == ValueType.INT:
                 ints[a:b] = vals
-        elif vtype == ValueType.STRING:
+        elif vtype == ValueType.STRING or vtype == ValueType.MEDIA:
             if texts is None:
                 texts = np.full(n, None, dtype=object)
             texts[a:b] = vals
@@ -215,7 +214,7 @@ def _concat(vtype: int, chunks: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.n
     times = np.concatenate([c[2] for c in chunks])
     seqs = np.concatenate([c[3] for c in chunks])
     values: Any
-    if vtype == ValueType.STRING:
+    if vtype == ValueType.STRING or vtype == ValueType.MEDIA:
         values = [v for c in chunks for v in c[4]]
     elif vtype == ValueType.NULL:
         values = None
@@ -224,18 +223,20 @@ def _concat(vtype: int, chunks: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.n
     return steps, times, seqs, values
 
 
-def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: list[pa.Table] | pa.Table) -> Part:
+def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterable[pa.Table] | pa.Table,
+               schema: pa.Schema = SCHEMA, options: dict[str, Any] | None = None) -> Part:
     """Write a part atomically (temp name, fsync, rename, fsync dir) and return it.
 
     ``tables`` may be several tables (compaction streams them as row groups, so
-    memory stays bounded by one input part).
+    memory stays bounded by one input part). ``schema``/``options`` serve the
+    other part-structured tables (media, §13), which share naming and atomicity.
     """
     final = history_dir / part_name(stream, lo, hi)
     tmp = tmp_name(final)
     meta = {b"runsync.format": FORMAT_VERSION.encode(), b"runsync.stream": stream.encode()}
     items = [tables] if isinstance(tables, pa.Table) else tables
     try:
-        with pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta), **_WRITE_OPTS) as w:
+        with pq.ParquetWriter(tmp, schema.with_metadata(meta), **(options or _WRITE_OPTS)) as w:
             for t in items:
                 w.write_table(t.replace_schema_metadata(meta), row_group_size=1 << 20)
         fd = os.open(tmp, os.O_RDONLY)
@@ -254,8 +255,8 @@ def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: list[pa
     return Part(stream, lo, hi, final)
 
 
-def read_part(path: Path | str, filesystem: Any = None) -> pa.Table:
-    """Read one part, checking it is a runsync history part of a known version."""
+def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHEMA) -> pa.Table:
+    """Read one part, checking it is a runsync part (of ``schema``) of a known version."""
     try:
         pf = pq.ParquetFile(path, filesystem=filesystem) if filesystem is not None else pq.ParquetFile(path)
         md = pf.schema_arrow.metadata or {}
@@ -268,10 +269,10 @@ def read_part(path: Path | str, filesystem: Any = None) -> pa.Table:
         if isinstance(e, FileNotFoundError):
             raise
         raise CorruptFileError(f"unreadable history part ({e})", path) from None
-    missing = [f.name for f in SCHEMA if f.name not in table.column_names]
+    missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
-        raise CorruptFileError(f"history part lacks columns {missing}", path)
-    return table.select(SCHEMA.names).cast(SCHEMA)
+        raise CorruptFileError(f"part lacks columns {missing}", path)
+    return table.select(schema.names).cast(schema)
 
 
 def resolve(table: pa.Table) -> pa.Table:
@@ -360,7 +361,7 @@ def _as_text(types: np.ndarray, value: pa.Array, ints: pa.Array, text: pa.Array)
     out: list[str | None] = []
     vals, ivals, tvals = value.to_pylist(), ints.to_pylist(), text.to_pylist()
     for t, v, i, s in zip(types.tolist(), vals, ivals, tvals):
-        if t == ValueType.STRING:
+        if t == ValueType.STRING or t == ValueType.MEDIA:
             out.append(s)
         elif t == ValueType.INT:
             out.append(str(i))

@@ -10,8 +10,11 @@ from pathlib import Path
 __all__ = [
     "RUN_JSON",
     "HISTORY_DIR",
+    "SYSTEM_DIR",
+    "TABLES",
     "STREAMS_DIR",
     "STREAM_RE",
+    "PART_RE",
     "ID_RE",
     "RunLayout",
     "StreamLayout",
@@ -23,9 +26,13 @@ __all__ = [
 
 RUN_JSON = "run.json"
 HISTORY_DIR = "history"
+SYSTEM_DIR = "system"
+TABLES = (HISTORY_DIR, SYSTEM_DIR)  # long-form tables of a run (spec §4, §14)
 STREAMS_DIR = "streams"
 STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# <stream>.<lo>-<hi>.parquet, lo/hi zero-padded to 12 digits (spec §4.1); also system and media parts.
+PART_RE = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>[0-9]{12})-(?P<hi>[0-9]{12})\.parquet$")
 _CLAIM_RE = re.compile(r"^claim\.([0-9]{6})\.json$")
 _SEG_RE = re.compile(r"^wal\.([0-9]{6})\.([0-9]{6})$")
 
@@ -44,13 +51,15 @@ def check_run_id(run_id: str) -> str:
 
 @dataclass(frozen=True)
 class StreamLayout:
-    """Files of one stream (spec §2.2): ``streams/<name>/``."""
+    """Files of one stream of one table (spec §2.2): ``streams/<name>/`` for history,
+    ``streams/<name>/<table>/`` for the other tables (§14)."""
 
     dir: Path
+    stream: str = ""  # the stream's name when ``dir`` is not named after it
 
     @property
     def name(self) -> str:
-        return self.dir.name
+        return self.stream or self.dir.name
 
     def claim(self, incarnation: int) -> Path:
         return self.dir / f"claim.{incarnation:06d}.json"
@@ -91,9 +100,15 @@ class StreamLayout:
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Files of one run directory (spec §2.1)."""
+    """Files of one run directory (spec §2.1), seen through one of its long-form tables.
+
+    ``table`` is ``history`` (the default: user logs, §4) or ``system`` (system
+    metrics, §14). Both tables have the same part schema and stream machinery;
+    only their directories differ, so writer and reader code serves both.
+    """
 
     dir: Path
+    table: str = HISTORY_DIR
 
     @property
     def run_json(self) -> Path:
@@ -101,17 +116,30 @@ class RunLayout:
 
     @property
     def history(self) -> Path:
-        return self.dir / HISTORY_DIR
+        """The directory holding this table's parts (``history/`` or ``system/``)."""
+        return self.dir / self.table
 
     @property
     def streams_dir(self) -> Path:
         return self.dir / STREAMS_DIR
 
+    def with_table(self, table: str) -> RunLayout:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; one of {', '.join(TABLES)}")
+        return RunLayout(self.dir, table)
+
+    def _stream_dir(self, name: str) -> Path:
+        d = self.dir / STREAMS_DIR / name
+        return d if self.table == HISTORY_DIR else d / self.table
+
     def stream(self, name: str) -> StreamLayout:
-        return StreamLayout(self.dir / STREAMS_DIR / check_stream_name(name))
+        return StreamLayout(self._stream_dir(check_stream_name(name)), name)
 
     def streams(self) -> list[StreamLayout]:
-        return [StreamLayout(self.streams_dir / n) for n in sorted(_listdir(self.streams_dir)) if STREAM_RE.match(n)]
+        names = [n for n in sorted(_listdir(self.streams_dir)) if STREAM_RE.match(n)]
+        if self.table != HISTORY_DIR:
+            names = [n for n in names if os.path.isdir(self._stream_dir(n))]
+        return [StreamLayout(self._stream_dir(n), n) for n in names]
 
 
 def _listdir(path: Path) -> list[str]:

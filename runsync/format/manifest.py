@@ -37,7 +37,7 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 BLOB_ROOT = ".runsync/blobs/sha256"
-BLOB_PREFIXES = ("files/", "media/")
+BLOB_PREFIXES = ("files/",)  # saved files (§13.5); media parts are tabular since 1.2
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9._+=@,-]{1,200}$")
 _CHUNK = 1 << 20
@@ -60,16 +60,20 @@ def check_rel_path(path: str) -> str:
     return str(PurePosixPath(path))
 
 
-_REPLACED_RE = re.compile(r"^streams/[A-Za-z0-9_-]{1,64}/(status|summary|config)\.json$")
+_REPLACED_RE = re.compile(
+    r"^streams/[A-Za-z0-9_-]{1,64}/(system/)?(status|summary|config|files)\.json$"  # replaced documents
+    r"|^console/[A-Za-z0-9_-]{1,64}\.[0-9]{6}\.[0-9]{6}\.log$"  # console logs, appended in place (§15)
+)
 
 
 def is_blob(path: str) -> bool:
-    """Saved files and media are content-addressed blobs on a remote (spec §12.1)."""
+    """Saved files are content-addressed blobs on a remote (spec §12.1.1)."""
     return path.startswith(BLOB_PREFIXES)
 
 
 def is_replaced(path: str) -> bool:
-    """Documents a writer replaces in place: on a remote their committed content is a blob (spec §12.1.2)."""
+    """Files a writer changes in place (replaced documents, growing console logs): on a remote their
+    committed content is a blob (spec §12.1.2)."""
     return bool(_REPLACED_RE.match(path))
 
 

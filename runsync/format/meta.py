@@ -12,15 +12,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .atomic import publish_exclusive, write_atomic
 from .errors import CorruptFileError, NotARunError
+from .records import MetaOp
 from .values import ValueType
 from .version import FORMAT_VERSION, check_version
-from .wal import Columns, MetaOp, MetaRecord
+
+if TYPE_CHECKING:  # the WAL decoder needs numpy; documents (and the syncer) do not
+    from .wal import Columns, MetaRecord
 
 __all__ = [
     "RunInfo",
@@ -178,7 +179,7 @@ def _scalar(vtype: int, values: Any, i: int) -> Any:
     if vtype == ValueType.NULL:
         return None
     v = values[i]
-    if isinstance(v, np.generic):
+    if type(v).__module__ == "numpy":  # numpy scalars from decoded columns
         return v.item()
     return v
 

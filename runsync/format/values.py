@@ -33,6 +33,7 @@ class ValueType(IntEnum):
     INT = 2
     BOOL = 3
     STRING = 4
+    MEDIA = 5  # since 1.2: a reference to media rows (spec §13); text = the media kind
 
 
 Scalar = Union[None, bool, int, float, str]
@@ -90,7 +91,7 @@ def coerce(key: str, value: object) -> tuple[ValueType, Scalar]:
     if isinstance(value, float):
         return ValueType.FLOAT, float(value)
     if isinstance(value, str):
-        return ValueType.STRING, _check_text(key, str(value))
+        return ValueType.STRING, _check_text(key, str.__str__(value))  # not str(): numpy.str_ drops trailing NULs
     item = _scalar_item(value)
     if item is not _NO_ITEM:
         return coerce(key, item)

@@ -9,7 +9,7 @@ from .errors import UnsupportedVersionError
 __all__ = ["FORMAT_VERSION", "FORMAT_MAJOR", "FORMAT_MINOR", "check_version"]
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CorruptFileError
+from .records import Kind, MetaOp
 from .values import ValueType
 from .version import FORMAT_MAJOR, FORMAT_MINOR, check_version
 
@@ -58,24 +59,6 @@ SEGMENT_HEADER_SIZE = 64
 SYNCED_OFF = struct.Struct("<Q")
 SYNCED_OFF_POS = 24
 HEADER = struct.Struct("<II")  # record length (incl. header, multiple of 8), crc32 of body
-
-
-class Kind:
-    """Record kinds (spec §8.3). Unknown kinds are skipped by length."""
-
-    KEYDEF = 1
-    SCHEMA = 2
-    ROW = 3
-    GENERIC = 4
-    META = 5
-
-
-class MetaOp:
-    """Operations carried by META records (spec §8.3.5)."""
-
-    SUMMARY_SET = 1
-    SUMMARY_DELETE = 2
-    CONFIG_UPDATE = 3
 
 
 # Bodies start at offset 8 of a record; all integers little-endian.
@@ -336,7 +319,7 @@ class Decoder:
             elif vtype == ValueType.BOOL:
                 value = bool(mv[p])
                 p += 1
-            elif vtype == ValueType.STRING:
+            elif vtype == ValueType.STRING or vtype == ValueType.MEDIA:
                 ln = _U32.unpack_from(mv, p)[0]
                 value = bytes(mv[p + 4 : p + 4 + ln]).decode("utf-8")
                 p += 4 + ln
@@ -374,7 +357,7 @@ class _Scalars:
                 vals = np.array(values, dtype=np.int64)
             elif vtype == ValueType.BOOL:
                 vals = np.array(values, dtype=bool)
-            elif vtype == ValueType.STRING:
+            elif vtype == ValueType.STRING or vtype == ValueType.MEDIA:
                 vals = values
             else:
                 vals = None
@@ -394,7 +377,7 @@ def encode_generic_items(items: list[tuple[int, int, Any]]) -> bytes:
             parts.append(_I64.pack(value))
         elif vtype == ValueType.BOOL:
             parts.append(b"\x01" if value else b"\x00")
-        elif vtype == ValueType.STRING:
+        elif vtype == ValueType.STRING or vtype == ValueType.MEDIA:
             raw = value.encode("utf-8")
             parts.append(_U32.pack(len(raw)) + raw)
     return b"".join(parts)

@@ -16,8 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..format.errors import NotARunError
+from ..format.files import FileEntry, FilesDoc, object_path
 from ..format.history import columns_to_table, empty_table, list_parts, read_part, resolve, select_cover, to_wide
-from ..format.layout import RunLayout, StreamLayout
+from ..format.layout import HISTORY_DIR, SYSTEM_DIR, RunLayout, StreamLayout
 from ..format.liveness import host_identity, run_state, stream_state
 from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, deep_update, load_doc
 from ..format.tail import filter_seq, read_tail
@@ -28,8 +29,14 @@ __all__ = ["RunView", "open_run"]
 _RETRIES = 5
 
 
-def open_run(path: str | Path) -> RunView:
-    """Open the run directory ``path`` for reading (raises NotARunError if it is not one)."""
+def open_run(path: str | Path, storage_options: dict[str, Any] | None = None) -> RunView:
+    """Open a run for reading: a run directory, or ``REMOTE/<run id>`` on a remote a push wrote
+    (``s3://bucket/runs/abc123``; read through a verified local cache, see reader.remote).
+    Raises NotARunError if ``path`` is not a run."""
+    from .remote import fetch_run, is_url
+
+    if is_url(path):
+        return RunView(fetch_run(str(path), storage_options))
     p = Path(path)
     if not p.is_dir():
         raise NotARunError("no such run directory", p)
@@ -153,21 +160,22 @@ class RunView:
             cols.extend(read_tail(st, inc, above, c.time_floor, same_boot=c.boot_id == same_boot))
         return cols
 
-    def rows(self, keys: list[str] | None = None) -> pa.Table:
-        """Every stored row in long form (spec §4.2), unresolved, parts plus WAL tails."""
+    def rows(self, keys: list[str] | None = None, table: str = HISTORY_DIR) -> pa.Table:
+        """Every stored row of ``table`` in long form (spec §4.2), unresolved, parts plus WAL tails."""
+        layout = self.layout.with_table(table)
         for attempt in range(_RETRIES):
             try:
-                return self._rows(keys)
+                return self._rows(keys, layout)
             except FileNotFoundError:
                 if attempt == _RETRIES - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))  # a part was merged away while we read
         raise AssertionError("unreachable")
 
-    def _rows(self, keys: list[str] | None) -> pa.Table:
+    def _rows(self, keys: list[str] | None, layout: RunLayout) -> pa.Table:
         # Tails first, then parts: a part written meanwhile then hides the same rows of the tail.
-        tails = {st.name: self._tails(st, -1) for st in self.layout.streams()}
-        parts = select_cover(list_parts(self.layout.history))
+        tails = {st.name: self._tails(st, -1) for st in layout.streams()}
+        parts = select_cover(list_parts(layout.history))
         tables = [read_part(p.path) for p in parts]
         hi: dict[str, int] = {}
         for p in parts:
@@ -187,10 +195,24 @@ class RunView:
 
         ``format="pandas"`` needs pandas (``pip install runsync[pandas]``); ``"arrow"`` does not.
         """
+        return self._frame(HISTORY_DIR, keys, wide, format)
+
+    def system(self, keys: list[str] | None = None, wide: bool = True, format: str = "pandas") -> Any:
+        """System metrics (spec §14) like ``history()``: one row per sample, ``time`` its window end.
+
+        Rows of all streams (ranks, hosts) are included; ``wide=False`` keeps the ``stream`` column.
+        """
+        return self._frame(SYSTEM_DIR, keys, wide, format)
+
+    def _frame(self, table_name: str, keys: list[str] | None, wide: bool, format: str) -> Any:
         if format not in ("pandas", "arrow"):
             raise ValueError(f"format must be 'pandas' or 'arrow', got {format!r}")
-        resolved = resolve(self.rows(keys))
-        table = to_wide(resolved, keys) if wide else resolved
+        rows = self.rows(keys, table_name)
+        if table_name == HISTORY_DIR:
+            resolved = resolve(rows)
+            table = to_wide(resolved, keys) if wide else resolved
+        else:
+            table = _per_stream(rows, keys, wide)
         if format == "arrow":
             return table
         try:
@@ -207,6 +229,43 @@ class RunView:
             df["step"] = df["step"].astype("int64")
         return df
 
+    def files(self, versions: bool = False) -> dict[str, Any] | list[Any]:
+        """Saved files (spec §13.5): name → latest ``FileEntry`` over all streams; with
+        ``versions=True`` every save, oldest first. ``file_path(name)`` is where its bytes are."""
+        entries: list[FileEntry] = []
+        for st in self.layout.streams():
+            try:
+                entries.extend(load_doc(FilesDoc, st.dir / "files.json").files)
+            except FileNotFoundError:
+                continue
+        entries.sort(key=lambda e: e.time)
+        if versions:
+            return entries
+        return FilesDoc(files=entries).latest()
+
+    def file_path(self, name: str) -> Path:
+        """Local path of the latest saved content of ``name`` (raises KeyError if never saved)."""
+        entry = self.files().get(name)  # type: ignore[union-attr]
+        if entry is None:
+            raise KeyError(f"no saved file {name!r} in run {self.info.id}")
+        return self.path / object_path(entry.sha256)
+
+    def media(self, key: str) -> list[Any]:
+        """Media logged under ``key`` (spec §13), one ``MediaItem`` per item, by step then index.
+
+        ``item.value`` decodes on access: image → numpy array, histogram →
+        ``HistogramData``, table → DataFrame, text → str.
+        """
+        from .media import media_items
+
+        return media_items(self.path, self.rows([key]), key)
+
+    def media_keys(self) -> list[str]:
+        """Keys that hold media."""
+        from .media import media_keys
+
+        return media_keys(self.rows())
+
     def keys(self) -> list[str]:
         return sorted(set(self.rows().column("key").to_pylist()))
 
@@ -222,6 +281,21 @@ class RunView:
         return f"<runsync.RunView {self.info.name} id={self.info.id} {self.path}>"
 
 
+def _per_stream(rows: pa.Table, keys: list[str] | None, wide: bool) -> pa.Table:
+    """Resolve each stream on its own (spec §14: samples of different processes never replace each other)."""
+    names = sorted(set(rows.column("stream").to_pylist()))
+    if not names:
+        return to_wide(resolve(rows), keys) if wide else resolve(rows)
+    out = []
+    for name in names:
+        resolved = resolve(rows.filter(pc.equal(rows.column("stream"), name)))
+        if wide:
+            w = to_wide(resolved, keys)
+            resolved = w.add_column(1, "stream", pa.array([name] * w.num_rows, pa.string()))
+        out.append(resolved)
+    return pa.concat_tables(out, promote_options="default")
+
+
 def _row_value(row: dict[str, Any]) -> Any:
     t = row["type"]
     if t == 1:
@@ -232,5 +306,7 @@ def _row_value(row: dict[str, Any]) -> Any:
         return bool(row["value"])
     if t == 4:
         return row["text"]
+    if t == 5:
+        return f"<{row['text']}>"
     return None
 

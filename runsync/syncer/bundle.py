@@ -19,7 +19,17 @@ from typing import Any
 
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
-from ..format.manifest import MANIFEST, FileEntry, Manifest, check_rel_path, is_blob, is_replaced, parse_manifest, sha256_file, stored_at
+from ..format.manifest import (
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    check_rel_path,
+    is_blob,
+    is_replaced,
+    parse_manifest,
+    sha256_file,
+    stored_at,
+)
 from ..format.version import FORMAT_VERSION, check_version
 from .push import PushOptions, PushResult, _selected
 from .remote import Remote

@@ -6,7 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
@@ -58,11 +58,26 @@ def _sha_of_local(path: Path) -> str | None:
         return None
 
 
-def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None) -> PullResult:
+def _previous(run_dir: Path) -> dict[str, tuple[str, int]]:
+    """Entries of the manifest a previous pull left in ``run_dir`` (what those files hold)."""
+    try:
+        m = parse_manifest((run_dir / MANIFEST).read_bytes(), run_dir / MANIFEST)
+    except (OSError, FormatError):
+        return {}
+    return {rel: (e.sha256, e.size) for rel, e in m.files.items()}
+
+
+def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
+         only: Callable[[str], bool] | None = None, trust_previous: bool = False,
+         prune: bool = False) -> PullResult:
     """Copy runs from ``remote`` into ``dest``: every file checked against its hash.
 
     Paths come only from validated manifest entries and are resolved inside the
-    run's directory; a hostile manifest cannot write outside ``dest``.
+    run's directory; a hostile manifest cannot write outside ``dest``. ``only``
+    selects run-relative paths (e.g. documents only). ``trust_previous`` skips a
+    file that the previous pull's manifest names with the same hash and that has
+    the same size (a cache runsync alone writes); ``prune`` removes files of the
+    local copy that the manifest no longer names (parts merged away).
     """
     res = PullResult()
     ids = run_ids or remote_runs(remote)
@@ -74,10 +89,16 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None) -> PullRe
                 raise FormatError(f"invalid run id {run_id!r}")
             m = _manifest(remote, run_id)
             run_dir = dest / run_id
+            before = _previous(run_dir) if trust_previous else {}
             for rel, e in sorted(m.files.items()):
+                if only is not None and not only(rel):
+                    continue
                 target = (run_dir / check_rel_path(rel)).resolve()
                 if not target.is_relative_to(run_dir.resolve()):
                     raise CorruptFileError(f"manifest path {rel!r} escapes the run directory", remote.display)
+                if before.get(rel) == (e.sha256, e.size) and _size(target) == e.size:
+                    res.skipped += 1
+                    continue
                 if _sha_of_local(target) == e.sha256:
                     res.skipped += 1
                     continue
@@ -95,10 +116,28 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None) -> PullRe
                         tmp.unlink()
                 res.files += 1
                 res.bytes += e.size
+            if prune:
+                _prune(run_dir, set(m.files))
             (run_dir / MANIFEST).write_bytes(m.to_bytes())
         except (RemoteError, FormatError, OSError) as err:
             res.failures.append((run_id, str(err)))
     return res
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _prune(run_dir: Path, keep: set[str]) -> None:
+    for dirpath, _dirs, names in os.walk(run_dir):
+        for n in names:
+            p = Path(dirpath) / n
+            rel = p.relative_to(run_dir).as_posix()
+            if rel != MANIFEST and rel not in keep and not n.startswith("."):
+                p.unlink()
 
 
 @dataclass

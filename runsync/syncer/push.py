@@ -39,6 +39,7 @@ from .state import SyncState
 
 __all__ = ["PushOptions", "PushResult", "push"]
 
+_LIST_FROM = 8  # runs without a record of their last push from which listing the remote once pays
 _SMALL = 1 << 20  # files up to this size are read once, hashed and sent from memory
 
 
@@ -87,11 +88,16 @@ class _Pusher:
         self.lock = threading.Lock()
         self.blobs_known: set[str] = set()
         self.blob_locks: dict[str, threading.Lock] = {}
+        self.remote_ids: set[str] | None = None  # run directories on the remote, when listed once
 
     def run(self) -> PushResult:
         t0 = time.monotonic()
         runs = [r for r in find_runs(self.src) if _selected(r.name, self.opts)]
         self.result.runs = len(runs)
+        unknown = sum(1 for r in runs if not self.state.committed(r.name))
+        if unknown >= _LIST_FROM and not self.opts.verify and not self.opts.dry_run:
+            # One listing instead of a manifest probe per run (a HEAD and a LIST each on S3).
+            self.remote_ids = set(self.remote.listdir())
         with ThreadPoolExecutor(max_workers=max(1, self.opts.jobs)) as pool:
             for run_dir, err in zip(runs, pool.map(self._push_run_safe, runs)):
                 if err:
@@ -181,6 +187,8 @@ class _Pusher:
         committed = None if self.opts.verify else self.state.committed(run_id)
         if committed:
             return {p: (int(v[0]), str(v[1])) for p, v in committed.items()}, True
+        if self.remote_ids is not None and run_id not in self.remote_ids:
+            return {}, False  # not on the remote when this push began
         raw = self.remote.read(f"{run_id}/{MANIFEST}")
         if raw is None:
             return {}, False
@@ -228,9 +236,11 @@ class _Pusher:
         with sha_lock:  # runs pushed in parallel that share a blob send it once
             with self.lock:
                 known = sha in self.blobs_known
-            # A small blob is cheaper to write again (same name, same bytes) than to probe for.
+            # On an object store a small blob is cheaper to write again (same name, same bytes) than
+            # to probe for; on a filesystem a stat is cheap and an existing blob is never replaced.
+            probe = size > _SMALL or not self.remote.atomic_put
             present = known or (self.remote.sha256(target) == sha if self.opts.verify
-                                else size > _SMALL and self.remote.size(target) == size)
+                                else probe and self.remote.size(target) == size)
             if present:
                 with self.lock:
                     self.blobs_known.add(sha)

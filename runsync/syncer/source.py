@@ -1,9 +1,10 @@
-"""What of a local run directory is pushed (spec §12.4): whole, immutable files only.
+"""What of a local run directory is pushed (spec §12.4): whole files only.
 
-Pushed: run.json, history parts, stream documents and claims, saved files and
-media, and the WAL segments of incarnations that are no longer alive (a
-crashed run's tail). Never pushed: temporary files, the WAL of a live writer
-(it is being written), runsync's own sync state.
+Pushed: run.json; parts of history, system and media; saved files; console
+logs; stream documents, claims and environment records; and the WAL segments
+of incarnations that are no longer alive (a crashed run's tail). Never pushed:
+temporary files, the WAL of a live writer (it is being written), runsync's own
+sync state, and files the spec does not name.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..format.history import PART_RE
-from ..format.layout import RUN_JSON, RunLayout, iter_run_dirs
+from ..format.layout import HISTORY_DIR, PART_RE, RUN_JSON, SYSTEM_DIR, RunLayout, StreamLayout, iter_run_dirs
 from ..format.liveness import stream_state
 from ..format.manifest import BLOB_PREFIXES, MANIFEST, check_rel_path
 from ..format.meta import State
 
 __all__ = ["LocalFile", "run_files", "find_runs", "file_stats"]
 
-_STREAM_DOC = re.compile(r"^(claim\.[0-9]{6}\.json|status\.json|config\.json|summary\.json)$")
+_STREAM_DOC = re.compile(r"^(claim\.[0-9]{6}\.json|status\.json|config\.json|summary\.json|files\.json"
+                         r"|environment\.[0-9]{6}\.json|diff\.[0-9]{6}\.patch)$")
 _SEGMENT = re.compile(r"^wal\.([0-9]{6})\.[0-9]{6}$")
+_CONSOLE = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[0-9]{6}\.[0-9]{6}\.log$")
+_PART_DIRS = (HISTORY_DIR, SYSTEM_DIR, "media")
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,41 @@ def _stat(path: Path, rel: str) -> LocalFile | None:
     return LocalFile(rel, path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def _listed(d: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(d))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _stream_files(st: StreamLayout, prefix: str, out: list[LocalFile]) -> None:
+    """Documents, claims, environment records and dead incarnations' WAL of one stream (of one table)."""
+    state = stream_state(st)
+    live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
+    names = _listed(st.dir)
+    for name in names:  # WAL tails first: data before the documents that describe it
+        m = _SEGMENT.match(name)
+        if m and int(m.group(1)) != live_inc:
+            f = _stat(st.dir / name, f"{prefix}/{name}")
+            if f:
+                out.append(f)
+    for name in names:
+        if _STREAM_DOC.match(name):
+            f = _stat(st.dir / name, f"{prefix}/{name}")
+            if f:
+                out.append(f)
+
+
 def run_files(run_dir: Path) -> list[LocalFile]:
     """The files of a run to push, in commit-safe order (data before documents)."""
     layout = RunLayout(run_dir)
     out: list[LocalFile] = []
-    for name in sorted(os.listdir(layout.history)) if layout.history.is_dir() else []:
-        if PART_RE.match(name):
-            f = _stat(layout.history / name, f"history/{name}")
-            if f:
-                out.append(f)
+    for table in _PART_DIRS:
+        for name in _listed(run_dir / table):
+            if PART_RE.match(name):
+                f = _stat(run_dir / table / name, f"{table}/{name}")
+                if f:
+                    out.append(f)
     for prefix in BLOB_PREFIXES:
         base = run_dir / prefix.rstrip("/")
         if base.is_dir() and not base.is_symlink():
@@ -79,21 +108,15 @@ def run_files(run_dir: Path) -> list[LocalFile]:
                     f = _stat(p, rel)
                     if f:
                         out.append(f)
+    for name in _listed(run_dir / "console"):
+        if _CONSOLE.match(name):
+            f = _stat(run_dir / "console" / name, f"console/{name}")
+            if f:
+                out.append(f)
+    for st in layout.with_table(SYSTEM_DIR).streams():
+        _stream_files(st, f"streams/{st.name}/{SYSTEM_DIR}", out)
     for st in layout.streams():
-        state = stream_state(st)
-        live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
-        names = sorted(os.listdir(st.dir)) if st.dir.is_dir() else []
-        for name in names:
-            m = _SEGMENT.match(name)
-            if m and int(m.group(1)) != live_inc:
-                f = _stat(st.dir / name, f"streams/{st.name}/{name}")
-                if f:
-                    out.append(f)
-        for name in names:
-            if _STREAM_DOC.match(name):
-                f = _stat(st.dir / name, f"streams/{st.name}/{name}")
-                if f:
-                    out.append(f)
+        _stream_files(st, f"streams/{st.name}", out)
     f = _stat(layout.run_json, RUN_JSON)
     if f:
         out.append(f)

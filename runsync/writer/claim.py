@@ -17,8 +17,9 @@ import psutil
 
 from ..format.errors import StreamClaimedError
 from ..format.history import columns_to_table, list_parts, part_stats, select_cover, write_part
-from ..format.layout import RunLayout, StreamLayout
+from ..format.layout import HISTORY_DIR, RunLayout, StreamLayout
 from ..format.liveness import host_identity, stream_state
+from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
 from ..format.tail import read_tail
 from ..format.wal import Columns
@@ -120,14 +121,16 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
     os.makedirs(run.history, exist_ok=True)
     # A writer that died between a merged part's rename and the unlinks of its
     # sources left parts contained in another; stock readers would see them twice.
-    mine = [p for p in list_parts(run.history) if p.stream == stream.name]
-    keep = set(select_cover(mine))
-    for p in mine:
-        if p not in keep:
-            try:
-                os.unlink(p.path)
-            except FileNotFoundError:
-                pass
+    part_dirs = [run.history] + ([run.dir / MEDIA_DIR] if run.table == HISTORY_DIR else [])
+    for d in part_dirs:
+        mine = [p for p in list_parts(d) if p.stream == stream.name]
+        keep = set(select_cover(mine))
+        for p in mine:
+            if p not in keep:
+                try:
+                    os.unlink(p.path)
+                except FileNotFoundError:
+                    pass
     for _inc, tail in history.tails:
         summary.apply(tail)
         config.apply(tail.meta)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from time import time as _time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
+from time import time as _time
 from typing import Any, Callable
 from zlib import crc32
 
@@ -36,9 +36,10 @@ from ..format.wal import (
     encode_generic_items,
     encode_meta_payload,
 )
+from .media import prepare_value
 from .segments import Segment, memory_segment, put_record
 
-__all__ = ["Encoder", "RunFinishedError", "ForkedRunError"]
+__all__ = ["Encoder", "RunFinishedError", "ForkedRunError", "LogValueError"]
 
 _FIXED = (ValueType.FLOAT, ValueType.INT, ValueType.BOOL)
 _PY_TYPE = {ValueType.FLOAT: float, ValueType.INT: int, ValueType.BOOL: bool}
@@ -52,6 +53,20 @@ class RunFinishedError(RunsyncError):
 
 class ForkedRunError(RunsyncError):
     """A forked child used its parent's run (spec §6.3)."""
+
+
+class LogValueError(TypeError, ValueError):
+    """Some values of a log() call were rejected; every other value of the call was stored (spec §5.4)."""
+
+    def __init__(self, errors: list[tuple[str, Exception]], logged: bool = True) -> None:
+        self.errors = errors
+        keys = ", ".join(repr(k) for k, _ in errors)
+        detail = "; ".join(str(e) for _, e in errors)
+        rest = "the rest of the call was logged" if logged else "nothing was logged"
+        super().__init__(f"log() rejected {len(errors)} value(s) ({keys}); {rest}. {detail}")
+
+
+MediaSink = Callable[[int, int, float, list[tuple[str, list[Any]]]], None]
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,7 @@ class Encoder:
         self.dropped_rows = 0
         self.on_drop = on_drop
         self.on_switch: Callable[[], None] = lambda: None
+        self.media_sink: MediaSink | None = None  # receives (seq, step, time, [(key, prepared items)])
         self.closed = False
         self.pid = os.getpid()
         self.forked = False
@@ -165,14 +181,19 @@ class Encoder:
                 ent.body.pack_into(buf, off + 8, Kind.ROW, ent.schema_id, seq, s, t, *vals)
             except struct.error:
                 buf[off : off + size] = bytes(size)  # leave zeroed space behind (spec §8.2)
-                raise self._range_error(data) from None
-            _HDR_PACK(buf, off, size, 0)  # header last: the record now exists
-            seg.off = off + size
-            self.seq = seq
-            if commit:
-                self.step = s + 1
+                bad = True
+            else:
+                bad = False
+            if not bad:
+                _HDR_PACK(buf, off, size, 0)  # header last: the record now exists
+                seg.off = off + size
+                self.seq = seq
+                if commit:
+                    self.step = s + 1
         finally:
             lock.release()
+        if bad:  # a value out of range: the slow path stores the rest and names it
+            return self._log_slow(data, step, commit)
         return None
 
     # -- slow path --------------------------------------------------------
@@ -185,15 +206,38 @@ class Encoder:
         items: list[tuple[str, int, Any]] = []
         seen: set[str] = set()
         plain = True
+        errors: list[tuple[str, Exception]] = []
+        media: list[tuple[str, list[Any]]] = []
         for key, value in flatten(data):
-            check_key(key)
             if key in seen:
                 raise ValueError(f"log() key {key!r} appears twice after flattening nested dicts")
             seen.add(key)
-            vtype, v = coerce(key, value)
+            try:
+                check_key(key)
+                prepared = prepare_value(key, value)
+                if prepared is not None:
+                    media.append((key, prepared))
+                    items.append((key, ValueType.MEDIA, prepared[0].kind))
+                    plain = False
+                    continue
+                vtype, v = coerce(key, value)
+            except (TypeError, ValueError, ImportError) as e:
+                errors.append((key, e))
+                continue
             if type(value) is not _PY_TYPE.get(vtype):
                 plain = False
             items.append((key, vtype, v))
+        if errors:
+            if not items:  # nothing valid: the call has no effect, not even on the step
+                if len(errors) == 1:
+                    raise errors[0][1]
+                raise LogValueError(errors, logged=False)
+            self._log_items(data, items, media, step, commit, False)
+            raise LogValueError(errors)
+        self._log_items(data, items, media, step, commit, plain)
+
+    def _log_items(self, data: Any, items: list[tuple[str, int, Any]], media: list[tuple[str, list[Any]]],
+                   step: int | None, commit: bool, plain: bool) -> None:
         if len(items) > 65535:
             raise ValueError(f"log() got {len(items)} keys in one call; at most 65535 are allowed")
         if not items:
@@ -230,16 +274,8 @@ class Encoder:
             self.seq = seq
             if commit:
                 self.step = s + 1
-
-    def _range_error(self, data: Mapping[str, Any]) -> Exception:
-        if self.step > INT64_MAX:
-            return _step_overflow()
-        for key, value in flatten(data):
-            try:
-                coerce(key, value)
-            except (TypeError, ValueError) as e:
-                return e
-        return ValueError("log() value out of range")
+            if media and self.media_sink is not None:
+                self.media_sink(seq, s, t, media)  # under the lock: the sink sees media in seq order
 
     def _check_open(self) -> None:
         if self.terminating:

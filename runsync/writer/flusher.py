@@ -59,6 +59,7 @@ def short_switch_interval() -> Iterator[None]:
                 sys.setswitchinterval(_switch_saved)
 
 _RETRY_DISK = 15.0
+SOFT_MEDIA = 64 << 20  # queued media bytes that make a part due now
 SPARES = 2  # file segments kept ready, so a fast logger never outruns allocation
 FULL = 1 << 30  # level of parts that are never merged
 
@@ -128,6 +129,7 @@ class Flusher:
         self._failing: set[str] = set()  # kinds of writes currently failing
         self._reported = False
         self._memory_rows = 0  # pending rows whose records live only in memory segments
+        self.media: Any = None  # a MediaStore when this pipeline writes history (spec §13)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -190,7 +192,8 @@ class Flusher:
         now = time.monotonic()
         self.drain(write_full_parts=True)
         self._sync_segments()
-        due = force_part or now - self._last_part >= self.settings.part_interval
+        media_due = self.media is not None and self.media.queued_bytes > SOFT_MEDIA
+        due = force_part or media_due or now - self._last_part >= self.settings.part_interval
         if due and now >= self._part_retry_at:
             self._write_pending(full=False)
         self._release_segments()
@@ -233,6 +236,12 @@ class Flusher:
         """Write pending rows as one part. Full parts (``part_rows`` reached) are never merged."""
         self._last_part = time.monotonic()
         hi = max(self.pending.max_seq, self.summary.applied_seq, self.config.applied_seq)
+        if self.media is not None and self.media.pending:
+            try:  # media first: a reader that sees a history part also sees its media
+                self.media.write(self.enc.seq)
+                self._disk_ok("media")
+            except OSError as e:
+                self._disk_problem("media", "media part", e)
         try:
             self._write_docs()
             if self.pending.rows:

@@ -13,18 +13,20 @@ from typing import Any
 from ..format.errors import RunsyncError
 from ..format.history import warm_up
 from ..format.layout import RunLayout, check_run_id, check_stream_name
-from ..format.liveness import host_identity
-from ..format.meta import ConfigDoc, RunInfo, State, Status, SummaryDoc, deep_update, json_safe, load_doc, publish_doc
+from ..format.meta import RunInfo, State, deep_update, json_safe, load_doc, publish_doc
 from ..format.wal import MetaOp
 from . import lifecycle
-from .claim import claim_stream, recover
 from .encoder import Encoder, RunFinishedError
+from .files import POLICIES, FileSaver, resolve_save
 from .flusher import Flusher
-from .names import new_id, new_name
-from .report import Reporter
-from .segments import Segment, allocate_file_segment, memory_segment
 from .live import start_live_sync, stop_live_sync
-from .settings import Settings, env_flag, resolve_dir, resolve_mode, resolve_project, resolve_remote
+from .media_store import MediaStore
+from .names import new_id, new_name
+from .pipeline import open_pipeline
+from .report import Reporter
+from .settings import Settings, env_flag, env_switch, resolve_dir, resolve_mode, resolve_project, resolve_remote
+from .sidecar import OneShot, Sidecar, Wrapped
+from .system_table import SystemRecorder
 
 __all__ = ["Run", "init", "current", "log", "finish"]
 
@@ -138,6 +140,8 @@ class Run:
         self.summary = Summary(self)
         self._local_summary: dict[str, Any] = {}
         self._live: Any = None
+        self._sidecars: list[Sidecar] = []
+        self._files: FileSaver | None = None
         self.log = self._log_disabled  # replaced by the encoder's log in offline mode
 
     # -- logging --------------------------------------------------------------------
@@ -151,6 +155,26 @@ class Run:
     def _log_disabled(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
         if self._finished:
             raise RunFinishedError("log() called after finish(); start a new run with runsync.init()")
+
+    def save(self, path: str | os.PathLike[str], base_path: str | os.PathLike[str] | None = None,
+             policy: str = "now") -> list[str]:
+        """Store files in the run (spec §13.5): checkpoints, configs, predictions.
+
+        ``path`` is a file or a glob (``**`` allowed), relative to ``base_path``
+        (default: the working directory), which is also the allowed root: files
+        outside it are refused. Stored names are relative to it. ``policy``:
+        ``"now"`` (copy now), ``"end"`` (copy at finish), ``"live"`` (copy now and
+        again whenever the file changes). Copies happen on a background thread;
+        returns the stored names.
+        """
+        if policy not in POLICIES:
+            raise ValueError(f"save(policy={policy!r}): policy must be one of {', '.join(POLICIES)}")
+        files = resolve_save(path, base_path)
+        if self._finished:
+            raise RunFinishedError("save() called after finish()")
+        if self._files is not None:
+            self._files.add(files, policy)
+        return [name for name, _ in files]
 
     @property
     def step(self) -> int:
@@ -176,6 +200,15 @@ class Run:
         if self._enc is not None:
             self._enc.forked = True
             self._enc.hold = True
+        for sc in self._sidecars:
+            sc.mark_forked()
+
+    def _stop_sidecars(self, state: str, exit_code: int | None, timeout: float) -> None:
+        for sc in self._sidecars:
+            try:
+                sc.stop(state, exit_code, timeout)
+            except Exception as e:  # a sidecar never stops the run from finishing
+                self._reporter.problem(sc.name, f"{sc.name} could not finish: {type(e).__name__}: {e}")
 
     # -- ending ---------------------------------------------------------------------
     def finish(self, exit_code: int = 0) -> None:
@@ -191,6 +224,7 @@ class Run:
             with self._enc.lock:
                 self._enc.closed = True
             state = State.FINISHED if exit_code == 0 else State.FAILED
+            self._stop_sidecars(state, exit_code, self._flusher.settings.finish_timeout)
             self._flusher.stop(state, exit_code, self._flusher.settings.finish_timeout)
             if self._live is not None:
                 stop_live_sync(self._live, self._flusher.settings.sync_timeout, self._reporter)
@@ -206,6 +240,11 @@ class Run:
     def _terminate(self, exit_code: int) -> None:
         """SIGTERM: flush and mark failed from the watchdog thread; the process exits next."""
         if self._flusher is not None and not self._finished and not (self._enc and self._enc.forked):
+            for sc in self._sidecars:
+                try:
+                    sc.terminate(exit_code)
+                except Exception:  # the history flush below matters more
+                    pass
             self._flusher.terminate(exit_code)
 
     def __enter__(self) -> Run:
@@ -248,6 +287,9 @@ def init(
     stream: str | None = None,
     settings: Settings | None = None,
     remote: str | None = None,
+    system: bool | None = None,
+    console: bool | None = None,
+    save_code: bool | None = None,
 ) -> Run:
     """Start (or with ``resume=True`` continue) a run and return it.
 
@@ -260,6 +302,12 @@ def init(
     process that pushes the run to ``remote`` (or ``$RUNSYNC_REMOTE``) every
     ``settings.sync_interval`` seconds; training never waits for it, and
     ``finish()`` waits for its final push at most ``settings.sync_timeout`` s.
+
+    Next to history, a run records system metrics (``system=False`` or
+    ``RUNSYNC_SYSTEM=off`` to disable), the console output (``console=False`` or
+    ``RUNSYNC_CONSOLE=off``) and the code and environment (``save_code=False`` or
+    ``RUNSYNC_DISABLE_CODE=true`` to record no git data and no patch;
+    ``RUNSYNC_ENVIRONMENT=off`` records no environment at all).
     """
     global _current
     mode = resolve_mode(mode)
@@ -289,33 +337,24 @@ def init(
             raise RunsyncError(f"run {run_id} belongs to project {existing.project!r}, not {project!r}")
         info = existing
     reporter = Reporter(info.name, silent)
-    st = layout.stream(stream)
-    claim, history = claim_stream(layout, st, run_id, resume, settings.heartbeat_interval)
-    summary = _load_or(SummaryDoc, st.summary)
-    config_doc = _load_or(ConfigDoc, st.config)
-    recover(layout, st, history, summary, config_doc)
-    first = _first_segment(st, claim.incarnation, settings, reporter, layout)
-    enc = Encoder(first, claim.incarnation, claim.first_seq, history.max_step + 1 if resume else 0,
-                  settings.memory_limit, lambda n: reporter.problem(
-                      "drop", "rows are being dropped: the disk cannot be written and the in-memory bound "
-                      f"({settings.memory_limit >> 20} MiB) is reached"))
-    now = time.time()
-    host, boot = host_identity()
-    status = Status(stream=stream, incarnation=claim.incarnation, state=State.RUNNING, host=host, boot_id=boot,
-                    pid=claim.pid, pid_start=claim.pid_start, started=now, heartbeat=now,
-                    heartbeat_interval=settings.heartbeat_interval)
-    flusher = Flusher(enc, layout, st, settings, reporter, status, summary, config_doc, claim.time_floor)
-    enc.on_switch = flusher.wake
-    flusher._write_status(State.RUNNING)
+    main = open_pipeline(layout, stream, run_id, resume, settings, reporter)
+    enc, flusher, history = main.enc, main.flusher, main.history
+    media = MediaStore(layout.dir, stream, reporter, settings.memory_limit, flusher.wake, settings.merge_factor)
+    flusher.media, enc.media_sink = media, media.add
     run = Run(info, layout.dir, stream, mode, reporter)
     run._enc, run._flusher = enc, flusher
     run.log = enc.log  # type: ignore[method-assign]
-    run.config._data.update(config_doc.config)
+    run.config._data.update(flusher.config.config)
     if config_data:
         run.config.update(config_data)
     lifecycle.register(run)
-    flusher._fill_spares()  # here, not in the background: a new run starts ready and quiet
-    flusher.start()
+    main.start()
+    run._files = FileSaver(layout.dir, layout.stream(stream).dir / "files.json", reporter)
+    run._sidecars.append(run._files)
+    disable_code = env_switch("RUNSYNC_DISABLE_CODE", None if save_code is None else not save_code, default=False)
+    _start_sidecars(run, layout, stream, run_id, main.claim.incarnation, settings, reporter,
+                    system=env_switch("RUNSYNC_SYSTEM", system), console=env_switch("RUNSYNC_CONSOLE", console),
+                    disable_code=disable_code)
     if mode == "online" and remote:
         run._live = start_live_sync(layout.dir, remote, settings.sync_interval, reporter)
     verb = "resumed" if history.incarnations else "started"
@@ -324,20 +363,39 @@ def init(
     return _set_current(run)
 
 
-def _first_segment(st: Any, inc: int, settings: Settings, reporter: Reporter, layout: RunLayout) -> Segment:
-    try:
-        return allocate_file_segment(st.segment(inc, 0), settings.segment_size, inc, 0)
-    except OSError as e:
-        reporter.problem("disk", f"cannot create the write-ahead log in {layout.dir}: {e.strerror or e}; "
-                         "logging to memory until the disk works again")
-        return memory_segment(1 << 20, inc, 0)
+def _start_sidecars(run: Run, layout: RunLayout, stream: str, run_id: str, incarnation: int, settings: Settings,
+                    reporter: Reporter, *, system: bool, console: bool, disable_code: bool) -> None:
+    """Start what records next to history; one that cannot start is reported and skipped."""
+    stream_dir = layout.stream(stream).dir
+    starters: list[tuple[str, Any]] = []
+    report_env = lambda msg: reporter.problem("environment", msg)  # noqa: E731
 
+    def record_environment() -> None:
+        from .environment import write_environment
 
-def _load_or(cls: Any, path: Path) -> Any:
-    try:
-        return load_doc(cls, path)
-    except FileNotFoundError:
-        return cls()
+        write_environment(stream_dir, incarnation, disable_code=disable_code, on_error=report_env)
+
+    if env_switch("RUNSYNC_ENVIRONMENT", None):
+        starters.append(("environment record", lambda: OneShot("environment record", record_environment, report_env)))
+    if system:
+        starters.append(("system metrics", lambda: SystemRecorder(layout, stream, run_id, settings, reporter)))
+    if console:
+        def capture() -> Wrapped:
+            from .console import ConsoleCapture
+
+            cap = ConsoleCapture(layout.dir / "console", f"{stream}.{incarnation:06d}",
+                                 roll_bytes=settings.console_roll_bytes,
+                                 on_error=lambda msg: reporter.problem("console", f"console capture: {msg}"))
+            return Wrapped("console capture", cap)
+        starters.append(("console capture", capture))
+    for what, make in starters:
+        try:
+            sc = make()
+            sc.start()
+        except Exception as e:
+            reporter.problem(what, f"{what} not recorded: {type(e).__name__}: {e}")
+            continue
+        run._sidecars.append(sc)
 
 
 def _set_current(run: Run) -> Run:

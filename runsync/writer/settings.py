@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings", "MODES", "env_flag"]
+__all__ = ["Settings", "MODES", "env_flag", "env_switch"]
 
 MODES = ("offline", "online", "disabled")
 
@@ -31,11 +31,15 @@ class Settings:
     finish_timeout: float = 60.0  # finish() waits at most this long for the final flush
     sync_interval: float = 5.0  # online mode: seconds between live pushes
     sync_timeout: float = 30.0  # online mode: finish() waits at most this long for the final push
+    system_interval: float = 2.0  # seconds between system-metric samples (spec §14)
+    system_window: float = 30.0  # samples are averaged (mean, max) over this many seconds
+    console_roll_bytes: int = 8 << 20  # a console log file is closed and a new one begun past this size
 
     def __post_init__(self) -> None:
         if self.merge_factor < 2:
             raise ValueError(f"merge_factor must be at least 2, got {self.merge_factor}")
-        for name in ("flush_interval", "part_interval", "heartbeat_interval", "finish_timeout"):
+        for name in ("flush_interval", "part_interval", "heartbeat_interval", "finish_timeout", "system_interval",
+                     "system_window"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.segment_size < 1 << 16:
@@ -47,6 +51,18 @@ class Settings:
         if bad:
             raise TypeError(f"unknown setting(s): {sorted(bad)}; known: {sorted(names)}")
         return replace(self, **kw)
+
+
+def env_switch(name: str, value: bool | None, default: bool = True) -> bool:
+    """An explicit ``value`` wins; else the variable ``name`` (off/false/0/no, on/true/1/yes); else ``default``."""
+    if value is not None:
+        return bool(value)
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    return default
 
 
 def resolve_mode(mode: str | None) -> str:

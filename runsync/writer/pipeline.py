@@ -1,0 +1,79 @@
+"""One stream of one table, end to end: claim, recovery, encoder, flusher (spec §6, §8, §14).
+
+``history`` and ``system`` are written by the same machinery; a run opens one
+pipeline per table it writes. Opening claims the stream (exclusive create) and
+recovers what dead incarnations left, so it does disk I/O: it runs inside
+``init()``, never inside ``log()``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..format.layout import RunLayout
+from ..format.liveness import host_identity
+from ..format.meta import Claim, ConfigDoc, State, Status, SummaryDoc, load_doc
+from .claim import StreamHistory, claim_stream, recover
+from .encoder import Encoder
+from .flusher import Flusher
+from .report import Reporter
+from .segments import Segment, allocate_file_segment, memory_segment
+from .settings import Settings
+
+__all__ = ["Pipeline", "open_pipeline"]
+
+
+@dataclass
+class Pipeline:
+    enc: Encoder
+    flusher: Flusher
+    claim: Claim
+    history: StreamHistory
+
+    def start(self) -> None:
+        """Allocate the spare segments here (a new stream starts ready and quiet), then the threads."""
+        self.flusher._fill_spares()
+        self.flusher.start()
+
+
+def open_pipeline(layout: RunLayout, stream: str, run_id: str, resume: bool, settings: Settings,
+                  reporter: Reporter) -> Pipeline:
+    """Claim ``stream`` of ``layout``'s table and build its writer; nothing runs until ``start()``."""
+    st = layout.stream(stream)
+    claim, history = claim_stream(layout, st, run_id, resume, settings.heartbeat_interval)
+    summary = _load_or(SummaryDoc, st.summary)
+    config_doc = _load_or(ConfigDoc, st.config)
+    recover(layout, st, history, summary, config_doc)
+    first = _first_segment(st.segment(claim.incarnation, 0), claim.incarnation, settings, reporter, layout)
+    enc = Encoder(first, claim.incarnation, claim.first_seq, history.max_step + 1 if resume else 0,
+                  settings.memory_limit, lambda n: reporter.problem(
+                      "drop", "rows are being dropped: the disk cannot be written and the in-memory bound "
+                      f"({settings.memory_limit >> 20} MiB) is reached"))
+    now = time.time()
+    host, boot = host_identity()
+    status = Status(stream=stream, incarnation=claim.incarnation, state=State.RUNNING, host=host, boot_id=boot,
+                    pid=claim.pid, pid_start=claim.pid_start, started=now, heartbeat=now,
+                    heartbeat_interval=settings.heartbeat_interval)
+    flusher = Flusher(enc, layout, st, settings, reporter, status, summary, config_doc, claim.time_floor)
+    enc.on_switch = flusher.wake
+    flusher._write_status(State.RUNNING)
+    return Pipeline(enc, flusher, claim, history)
+
+
+def _first_segment(path: Path, inc: int, settings: Settings, reporter: Reporter, layout: RunLayout) -> Segment:
+    try:
+        return allocate_file_segment(path, settings.segment_size, inc, 0)
+    except OSError as e:
+        reporter.problem("disk", f"cannot create the write-ahead log in {layout.dir}: {e.strerror or e}; "
+                         "logging to memory until the disk works again")
+        return memory_segment(1 << 20, inc, 0)
+
+
+def _load_or(cls: Any, path: Path) -> Any:
+    try:
+        return load_doc(cls, path)
+    except FileNotFoundError:
+        return cls()
