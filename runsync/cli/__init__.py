@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from ..format.errors import RunsyncError
-from . import inspect, restore, sync
+from . import inspect, restore, runs, sync, watch
 
 __all__ = ["main", "build_parser"]
 
-_MODULES = (inspect, sync, restore)
+_MODULES = (inspect, runs, sync, watch, restore)
 
 
 def build_parser() -> argparse.ArgumentParser:

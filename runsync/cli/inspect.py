@@ -47,13 +47,26 @@ def _summary_columns(records: list[dict[str, Any]], wanted: list[str] | None) ->
     return sorted(counts, key=lambda k: (-counts[k], k))[:3]
 
 
+def _last_values(resolved: Any) -> dict[str, Any]:
+    """The value each key had at its last resolved step (as ``RunView.last_values``)."""
+    from ..reader.run import _row_value
+
+    out: dict[str, Any] = {}
+    for row in resolved.select(["key", "type", "value", "int", "text"]).to_pylist():
+        out[row["key"]] = _row_value(row)
+    return dict(sorted(out.items()))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    from ..format.history import resolve
     from ..reader.run import open_run
     from ..reader.runs import find_run
+    from ..reader.sparkline import choose_keys, format_sparks, numeric_series, spark
 
     view = open_run(find_run(args.run, args.dir))
     meta = view.meta
-    last = view.last_values()
+    resolved = resolve(view.rows())  # read once: last values and sparklines
+    last = _last_values(resolved)
     config, summary = view.documents()
     if args.json:
         print(json.dumps(jsonable({"meta": meta, "config": config, "summary": summary, "last": last}),
@@ -77,6 +90,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("\nlast values")
     for k, v in last.items():
         print(f"  {k} = {fmt(v)}")
+    series = numeric_series(resolved, args.keys)
+    keys = args.keys if args.keys else choose_keys({k: len(v[0]) for k, v in series.items()}, summary)
+    sparks = [spark(k, *series[k], width=args.spark_width) for k in keys if k in series]
+    if sparks:
+        print("\nmetrics" + (f" ({len(sparks)} of {len(series)} numeric keys; --keys to choose)"
+                             if len(series) > len(sparks) else ""))
+        for line in format_sparks(sparks):
+            print(line)
     return 0
 
 
@@ -87,10 +108,16 @@ def register(sub: Any) -> None:
     ls.add_argument("--summary", nargs="*", metavar="KEY", help="summary keys to show as columns")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_ls)
-    show = sub.add_parser("show", help="show one run", description="Metadata, config, summary and the last value "
-                          "of every logged key of one run.")
+    show = sub.add_parser("show", help="show one run", description="Metadata, config, summary, the last value "
+                          "of every logged key, and sparklines of the main metrics (first → last, min, max) of one "
+                          "run.")
     show.add_argument("run", help="run directory, id, name, or 'latest'")
     show.add_argument("--dir", help=f"directory of runs to look in (default {DEFAULT_DIR})")
     show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--keys", nargs="+", metavar="KEY",
+                      help="draw sparklines of these keys, e.g. --keys train/loss val/acc (default: up to 8 numeric "
+                      "keys: those in the summary first, then the most often logged)")
+    show.add_argument("--spark-width", type=int, default=40, metavar="N",
+                      help="characters per sparkline (default 40; longer histories keep each bucket's min and max)")
     show.set_defaults(func=cmd_show)
 

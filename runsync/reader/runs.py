@@ -1,76 +1,149 @@
-"""``runsync.runs(dir)``: one row per run, from the small JSON documents only."""
+"""``runsync.runs(dir)``: one row per run, from the small JSON documents only.
+
+Records come from :mod:`runsync.reader.index` (a stat-validated cache under
+``<root>/.runsync/index/``); ``where`` filters them with the expression language
+of :mod:`runsync.reader.query`, ``sort`` orders them by one or more columns.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..format.errors import FormatError
 from ..format.layout import iter_run_dirs
+from ..format.meta import State
+from .index import flatten_dict, load_records
+from .query import check_column, compile_query
 from .run import RunView
 
-__all__ = ["runs", "run_records", "flatten_dict", "find_run"]
+__all__ = [
+    "COLUMNS",
+    "STATUSES",
+    "TIME_COLUMNS",
+    "compile_where",
+    "find_run",
+    "flatten_dict",
+    "known_columns",
+    "run_records",
+    "runs",
+    "select_records",
+    "sort_records",
+    "sort_value",
+]
+
+COLUMNS = ("id", "name", "project", "group", "job_type", "tags", "status", "created", "start", "duration", "steps",
+           "streams", "path")
+TIME_COLUMNS = ("created", "start")
+STATUSES = (State.RUNNING, State.FINISHED, State.FAILED, State.CRASHED)
 
 
-def flatten_dict(d: dict[str, Any], prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten_dict(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
+def _root(root: str | Path | None) -> Path:
+    return Path(root if root is not None else os.environ.get("RUNSYNC_DIR") or "runs")
+
+
+def run_records(root: str | Path, cache: bool = True) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """(one dict per readable run, [(dir, error)] for unreadable ones), in run-id order.
+
+    ``cache=False`` reads every document afresh and neither reads nor writes the index.
+    """
+    return load_records(root, cache=cache)
+
+
+def known_columns(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The fixed columns, then every ``config.*`` and ``summary.*`` column some record has, sorted."""
+    extra: set[str] = set()
+    for r in records:
+        extra.update(k for k in r if k not in COLUMNS)
+    return list(COLUMNS) + sorted(extra)
+
+
+def compile_where(where: str, records: list[dict[str, Any]]) -> Any:
+    """Compile a ``--where`` expression against the columns of ``records`` (any column if there are none)."""
+    return compile_query(where, known_columns(records) if records else None, time_columns=TIME_COLUMNS,
+                         list_columns=("tags",), enums={"status": STATUSES})
+
+
+def sort_value(v: Any) -> tuple[int, Any] | None:
+    """A key that orders mixed cells: numbers (and bools), then strings, then anything else; None if null."""
+    if v is None:
+        return None
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return (0, v)
+    if isinstance(v, str):
+        return (1, v)
+    if isinstance(v, (list, tuple)):
+        return (2, ",".join(map(str, v)))
+    return (3, str(v))
+
+
+def _parse_sort(spec: str) -> tuple[str, bool]:
+    spec = spec.strip()
+    if spec.startswith("-"):
+        return spec[1:], True
+    if spec.startswith("+"):
+        return spec[1:], False
+    return spec, False
+
+
+def sort_records(records: list[dict[str, Any]], sort: str | Sequence[str] | None,
+                 known: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Records ordered by ``sort``: ``"col"`` ascending, ``"-col"`` descending, several for ties.
+
+    Null, missing and NaN cells come last whatever the direction.
+    """
+    specs = [sort] if isinstance(sort, str) else list(sort or [])
+    keys = [_parse_sort(s) for s in specs]
+    for col, _desc in keys:
+        if known is not None:
+            check_column(col, known, what="sort column")
+    out = list(records)
+    for col, desc in reversed(keys):
+        present, missing = [], []
+        for r in out:
+            (missing if sort_value(r.get(col)) is None else present).append(r)
+        present.sort(key=lambda r: sort_value(r.get(col)), reverse=desc)  # type: ignore[arg-type,return-value]
+        out = present + missing
     return out
 
 
-def run_records(root: str | Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-    """(one dict per readable run, [(dir, error)] for unreadable ones)."""
-    records: list[dict[str, Any]] = []
-    errors: list[tuple[Path, str]] = []
-    for d in iter_run_dirs(Path(root)):
-        try:
-            view = RunView(d)
-            meta = view.meta
-            streams = meta["streams"]
-            rec: dict[str, Any] = {
-                "id": view.info.id,
-                "name": view.info.name,
-                "project": view.info.project,
-                "group": view.info.group,
-                "job_type": view.info.job_type,
-                "tags": list(view.info.tags),
-                "status": meta["status"],
-                "created": view.info.created,
-                "start": meta["started"],
-                "duration": meta["duration"],
-                "steps": max([s.get("last_step", -1) for s in streams] + [-1]) + 1,
-                "streams": len(streams),
-                "path": str(d),
-            }
-            config, summary = view.documents()
-            rec.update(flatten_dict(config, "config."))
-            rec.update(flatten_dict(summary, "summary."))
-            records.append(rec)
-        except (FormatError, OSError, ValueError) as e:
-            errors.append((d, str(e)))
-    return records, errors
+def select_records(root: str | Path | None = None, where: str | None = None, sort: str | Sequence[str] | None = None,
+                   cache: bool = True) -> tuple[list[dict[str, Any]], list[tuple[Path, str]], list[str]]:
+    """(matching records in order, unreadable runs, known columns).
+
+    Default order: newest first (``-created``). QueryError for a bad ``where``
+    or an unknown sort column.
+    """
+    records, errors = run_records(_root(root), cache=cache)
+    known = known_columns(records)
+    if where is not None and where.strip():
+        records = compile_where(where, records).filter(records)
+    records = sort_records(records, sort if sort else "-created", known if records else None)
+    return records, errors, known
 
 
-def runs(root: str | Path | None = None) -> Any:
+def runs(root: str | Path | None = None, where: str | None = None, sort: str | Sequence[str] | None = None) -> Any:
     """A pandas DataFrame with one row per run under ``root`` (default ``$RUNSYNC_DIR`` or ./runs).
 
     Columns: id, name, project, group, job_type, tags, status, created, start,
     duration (s), steps, streams, path, then ``config.*`` and ``summary.*``.
+
+    ``where``: an expression such as ``"status = finished and summary.loss < 0.1"``
+    (see ``runsync.reader.query``); ``sort``: a column or a list of columns, each
+    ``-col`` for descending (default newest first).
     """
     import pandas as pd
 
-    root = Path(root if root is not None else os.environ.get("RUNSYNC_DIR") or "runs")
-    records, _errors = run_records(root)
+    records, _errors, _known = select_records(root, where, sort)
     df = pd.DataFrame.from_records(records)
     if not df.empty:
-        for col in ("created", "start"):
+        for col in TIME_COLUMNS:
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
-        df = df.sort_values("created", ascending=False, ignore_index=True)
     return df
 
 
@@ -79,7 +152,7 @@ def find_run(ref: str, root: str | Path | None = None) -> Path:
     p = Path(ref)
     if (p / "run.json").is_file():
         return p
-    base = Path(root if root is not None else os.environ.get("RUNSYNC_DIR") or "runs")
+    base = _root(root)
     dirs = iter_run_dirs(base)
     if ref == "latest" and dirs:
         return max(dirs, key=lambda d: (d / "run.json").stat().st_mtime)
