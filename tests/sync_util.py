@@ -132,7 +132,7 @@ def commit_problems(remote: Remote) -> list[str]:
     problems = []
     for run_id, m in committed_manifests(files).items():
         for rel, e in m["files"].items():
-            where = stored_at(run_id, rel, e["sha256"])
+            where = committed_at(files, run_id, rel, e["sha256"])
             data = files.get(where)
             if data is None:
                 problems.append(f"{run_id}: manifest names {rel} but {where} is absent")
@@ -154,13 +154,20 @@ def assert_remote_mirrors(remote: Remote, src_root: Path, run_ids: Iterable[str]
         m = json.loads(files[f"{run_id}/{MANIFEST}"])
         assert {p: e["sha256"] for p, e in m["files"].items()} == src, run_id
         for rel, digest in src.items():
-            where = stored_at(run_id, rel, digest)
+            where = committed_at(files, run_id, rel, digest)
             expected.add(where)
             assert sha(files[where]) == digest, where
             if is_replaced(rel):  # and its run-path copy, refreshed after the commit (spec §12.1.2)
                 expected.add(f"{run_id}/{rel}")
                 assert sha(files[f"{run_id}/{rel}"]) == digest, rel
     assert visible == expected, (sorted(visible - expected), sorted(expected - visible))
+
+
+def committed_at(files: dict[str, bytes] | set[str], run_id: str, rel: str, sha256: str) -> str:
+    """Where a manifest entry's committed bytes are (spec §12.1.2): its blob, or — for a replaced
+    document committed by a run's first push, which writes no blob — its run path."""
+    where = stored_at(run_id, rel, sha256)
+    return where if where in files or not is_replaced(rel) else f"{run_id}/{rel}"
 
 
 def blob_objects(files: dict[str, bytes]) -> list[str]:

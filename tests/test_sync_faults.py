@@ -43,7 +43,7 @@ from sync_util import (
 import runsync
 import runsync.syncer
 from runsync.cli import main as cli_main
-from runsync.format.manifest import stored_at
+from runsync.format.manifest import is_replaced, stored_at
 from runsync.format.manifest import MANIFEST, blob_path
 from runsync.syncer import PushOptions, Remote, RetryPolicy, pull, push, redact, remote_runs, verify
 
@@ -376,7 +376,9 @@ def test_kill_9_during_push_then_repush(kill_tree: tuple[Path, float], tmp_path:
     before: dict[str, tuple[int, int, int]] = {}
     for run_id in committed:
         for rel, e in json.loads((dest / run_id / MANIFEST).read_bytes())["files"].items():
-            where = stored_at(run_id, rel, e["sha256"])  # the committed bytes (spec §12.1)
+            where = stored_at(run_id, rel, e["sha256"])  # the committed bytes (spec §12.1, §12.1.2)
+            if not (dest / where).exists() and is_replaced(rel):
+                where = f"{run_id}/{rel}"
             before[where] = stat_of(dest / where)
         before[f"{run_id}/{MANIFEST}"] = stat_of(dest / run_id / MANIFEST)
     total = sum(len(source_files(root / f"run-{i:02d}")) for i in range(N_KILL_RUNS))

@@ -140,6 +140,9 @@ class _Pusher:
                 self.result.skipped += 1
             return
         old, trusted = self._remote_manifest(run_id)
+        # A run's first commit: its replaced documents go straight to their run paths, before the
+        # manifest, without blob copies (nothing committed can be invalidated yet; spec §12.1.2).
+        first = not old and not self.opts.verify
         hashes: dict[str, list[Any]] = {}
         entries: dict[str, FileEntry] = {}
         refresh: list[tuple[str, bytes]] = []
@@ -149,6 +152,10 @@ class _Pusher:
             hashes[f.rel] = [st[0], st[1], st[2], sha]
             entries[f.rel] = FileEntry(size, sha)
             unchanged = old.get(f.rel) == (size, sha)
+            if first and is_replaced(f.rel) and data is not None:
+                self._put(f"{run_id}/{f.rel}", f, data, size)
+                sent = True
+                continue
             if is_replaced(f.rel) and data is not None and (not unchanged or self._stale_copy(run_id, f.rel, sha, size,
                                                                                                 trusted)):
                 refresh.append((f.rel, data))  # the run-path copy, rewritten after the commit
@@ -175,8 +182,8 @@ class _Pusher:
                     self.remote.remove(f"{run_id}/{rel}")
             with self.lock:
                 self.result.runs_pushed += 1
-        with self.lock:
-            self.state.record(run_id, hashes, committed, stats)
+        with self.lock:  # a first commit raced by another pusher is re-checked by the next push
+            self.state.record(run_id, hashes, committed, stats, trusted=not first)
 
     def _remote_manifest(self, run_id: str) -> tuple[dict[str, tuple[int, str]], bool]:
         """The committed manifest, and whether a completed push of ours vouches for it.
@@ -185,7 +192,7 @@ class _Pusher:
         the commit and refreshing run-path copies, so those are checked.
         """
         committed = None if self.opts.verify else self.state.committed(run_id)
-        if committed:
+        if committed and self.state.trusted(run_id):
             return {p: (int(v[0]), str(v[1])) for p, v in committed.items()}, True
         if self.remote_ids is not None and run_id not in self.remote_ids:
             return {}, False  # not on the remote when this push began

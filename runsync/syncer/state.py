@@ -55,13 +55,18 @@ class SyncState:
         now = {x[0] for x in stats}
         return sum(1 for s in stats if old.get(s[0]) != tuple(s)) + sum(1 for p in old if p not in now)
 
+    def trusted(self, run_id: str) -> bool:
+        """Whether the recorded commit vouches for the remote's run-path document copies (§12.1.2)."""
+        return bool(self.runs.get(run_id, {}).get("trusted", True))
+
     def record(self, run_id: str, hashes: dict[str, list[Any]], committed: dict[str, list[Any]] | None,
-               stats: list[tuple[str, int, int, int]]) -> None:
+               stats: list[tuple[str, int, int, int]], trusted: bool = True) -> None:
         r = self.runs.setdefault(run_id, {})
         r["hashes"] = hashes
         if committed is not None:
             r["committed"] = committed
             r["stats"] = [list(s) for s in stats]
+            r["trusted"] = trusted
 
     def save(self) -> None:
         os.makedirs(self.path.parent, exist_ok=True)
