@@ -328,6 +328,35 @@ class RemoteTests:
         for run_id in ("run-a", "run-b"):
             assert _pulled(dest / run_id) == source_files(root / run_id)
 
+    def test_runsync_reads_the_remote(self, root: Path, remote: Remote, remote_url: str, tmp_path: Path,
+                                      storage_options: dict[str, Any] | None, capsys: pytest.CaptureFixture[str],
+                                      cli_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        """`runsync ls/runs/show REMOTE`, runsync.runs(REMOTE) and open_run(REMOTE/<id>) read a pushed copy as the
+        original (through the verified local cache), and follow later pushes."""
+        monkeypatch.setenv("RUNSYNC_CACHE_DIR", str(tmp_path / "cache"))
+        if storage_options:
+            monkeypatch.setenv("RUNSYNC_STORAGE_OPTIONS", json.dumps(storage_options))
+        make_run(root, "run-r1", steps=30)
+        make_run(root, "run-r2", steps=10)
+        assert push(root, remote).failures == []
+        url = remote_url.rstrip("/")
+        view = runsync.open_run(f"{url}/run-r1")
+        local = runsync.open_run(root / "run-r1")
+        assert view.status == local.status == "finished"
+        assert _sorted(view.history(wide=False)).equals(_sorted(local.history(wide=False)))
+        assert view.documents() == local.documents()
+        table = runsync.runs(url)
+        assert sorted(table["id"]) == ["run-r1", "run-r2"]
+        rc, out, err = self.cli(capsys, "ls", url)
+        assert rc == 0 and "run-r1" in out and "run-r2" in out, err
+        rc, out, err = self.cli(capsys, "show", "run-r2", "--dir", url)
+        assert rc == 0 and "run-r2" in out, err
+        rc, out, err = self.cli(capsys, "runs", url, "--where", "steps > 20", "--json")
+        assert rc == 0 and [r["id"] for r in json.loads(out)["runs"]] == ["run-r1"], (out, err)
+        resume_run(root, "run-r2", steps=5)  # the run grows; a new push; the reader follows
+        assert push(root, remote).failures == []
+        assert runsync.open_run(f"{url}/run-r2").history()["step"].max() == 14
+
     def test_cli_push_verify_pull_status(self, root: Path, remote_url: str, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str], cli_env: None) -> None:
         make_run(root, "run-c1", files={"files/f.bin": b"f" * 1000})

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from ..format.errors import RunsyncError
-from . import inspect, restore, runs, sync, watch
+from . import inspect, report, restore, runs, sync, watch
 
 __all__ = ["main", "build_parser"]
 
-_MODULES = (inspect, runs, sync, watch, restore)
+_MODULES = (inspect, runs, sync, watch, restore, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

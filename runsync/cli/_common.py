@@ -16,7 +16,10 @@ DEFAULT_DIR = "$RUNSYNC_DIR or ./runs"
 
 
 def runs_dir(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("RUNSYNC_DIR") or "runs")
+    """The runs root to read: a directory, or a remote URL read through the local cache."""
+    from ..reader.remote import local_root
+
+    return local_root(arg)
 
 
 def age(t: float | None) -> str:

@@ -18,17 +18,25 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(f"runsync: no runs directory {root} (set RUNSYNC_DIR or pass DIR)", file=sys.stderr)
         return 2
     records, errors = run_records(root)
-    records.sort(key=lambda r: r["created"], reverse=True)
+    # Newest first, with the runs of one group (ranks of a job, a sweep) kept together.
+    newest: dict[str, float] = {}
+    for r in records:
+        g = r.get("group") or ""
+        newest[g] = max(newest.get(g, 0.0), r["created"])
+    records.sort(key=lambda r: (newest[r.get("group") or ""] if r.get("group") else r["created"],
+                                r.get("group") or "", r["created"]), reverse=True)
     if args.json:
         print(json.dumps({"runs": jsonable(records), "errors": [{"path": str(p), "error": e} for p, e in errors]},
                          indent=1, allow_nan=True))
         return 1 if errors else 0
     shown_keys = _summary_columns(records, args.summary)
+    grouped = any(r.get("group") for r in records)
     rows = []
     for r in records:
-        rows.append([r["name"], r["id"], r["status"], str(r["steps"]), age(r["created"])]
+        rows.append([r["name"], r["id"]] + ([r.get("group") or "-"] if grouped else [])
+                    + [r["status"], str(r["steps"]), age(r["created"])]
                     + [fmt(r.get(f"summary.{k}")) for k in shown_keys])
-    print(table(rows, ["NAME", "ID", "STATUS", "STEPS", "CREATED"] + shown_keys))
+    print(table(rows, ["NAME", "ID"] + (["GROUP"] if grouped else []) + ["STATUS", "STEPS", "CREATED"] + shown_keys))
     if not records:
         print(f"(no runs in {root})")
     for p, e in errors:

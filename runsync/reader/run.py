@@ -33,11 +33,11 @@ def open_run(path: str | Path, storage_options: dict[str, Any] | None = None) ->
     """Open a run for reading: a run directory, or ``REMOTE/<run id>`` on a remote a push wrote
     (``s3://bucket/runs/abc123``; read through a verified local cache, see reader.remote).
     Raises NotARunError if ``path`` is not a run."""
-    from .remote import fetch_run, is_url
+    from .remote import as_path, fetch_run, is_url
 
     if is_url(path):
         return RunView(fetch_run(str(path), storage_options))
-    p = Path(path)
+    p = as_path(path)
     if not p.is_dir():
         raise NotARunError("no such run directory", p)
     return RunView(p)

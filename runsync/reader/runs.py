@@ -8,7 +8,6 @@ of :mod:`runsync.reader.query`, ``sort`` orders them by one or more columns.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from ..format.layout import iter_run_dirs
 from ..format.meta import State
 from .index import flatten_dict, load_records
 from .query import check_column, compile_query
+from .remote import as_path, fetch_run, is_url, local_root
 from .run import RunView
 
 __all__ = [
@@ -42,7 +42,8 @@ STATUSES = (State.RUNNING, State.FINISHED, State.FAILED, State.CRASHED)
 
 
 def _root(root: str | Path | None) -> Path:
-    return Path(root if root is not None else os.environ.get("RUNSYNC_DIR") or "runs")
+    """A local runs root; a remote URL (``s3://bucket/runs``) reads through the local cache (reader.remote)."""
+    return local_root(root)
 
 
 def run_records(root: str | Path, cache: bool = True) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
@@ -149,9 +150,14 @@ def runs(root: str | Path | None = None, where: str | None = None, sort: str | S
 
 def find_run(ref: str, root: str | Path | None = None) -> Path:
     """Resolve a run reference: a run directory, an id, a name, or ``latest``."""
-    p = Path(ref)
+    if is_url(ref):
+        return fetch_run(ref)
+    p = as_path(ref)
     if (p / "run.json").is_file():
         return p
+    if is_url(root):  # find it among the remote's runs, then fetch that run whole
+        found = find_run(ref, local_root(root))
+        return fetch_run(f"{str(root).rstrip('/')}/{found.name}")
     base = _root(root)
     dirs = iter_run_dirs(base)
     if ref == "latest" and dirs:

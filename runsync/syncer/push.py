@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..format.errors import FormatError
-from ..format.layout import RUN_JSON
+from ..format.layout import RUN_JSON, RunLayout
+from ..format.liveness import stream_state
 from ..format.manifest import (
     MANIFEST,
     FileEntry,
@@ -94,12 +95,27 @@ class _Pusher:
         t0 = time.monotonic()
         runs = [r for r in find_runs(self.src) if _selected(r.name, self.opts)]
         self.result.runs = len(runs)
-        unknown = sum(1 for r in runs if not self.state.committed(r.name))
+        # Unchanged runs are recognised here, by stat() alone: no thread, no network.
+        todo: list[tuple[Path, list[LocalFile], list[tuple[str, int, int, int]]]] = []
+        for run_dir in runs:
+            try:
+                files = self._source_files(run_dir)
+            except (FormatError, OSError) as e:
+                self.result.failures.append((run_dir.name, str(e)))
+                self.progress(run_dir.name, self.result)
+                continue
+            stats = file_stats(files)
+            if not self.opts.verify and self.state.unchanged(run_dir.name, stats):
+                self.result.skipped += 1
+                self.progress(run_dir.name, self.result)
+                continue
+            todo.append((run_dir, files, stats))
+        unknown = sum(1 for r, _f, _s in todo if not self.state.committed(r.name))
         if unknown >= _LIST_FROM and not self.opts.verify and not self.opts.dry_run:
             # One listing instead of a manifest probe per run (a HEAD and a LIST each on S3).
             self.remote_ids = set(self.remote.listdir())
         with ThreadPoolExecutor(max_workers=max(1, self.opts.jobs)) as pool:
-            for run_dir, err in zip(runs, pool.map(self._push_run_safe, runs)):
+            for (run_dir, _f, _s), err in zip(todo, pool.map(self._push_run_safe, todo)):
                 if err:
                     self.result.failures.append((run_dir.name, err))
                 self.progress(run_dir.name, self.result)
@@ -108,9 +124,9 @@ class _Pusher:
         self.result.seconds = time.monotonic() - t0
         return self.result
 
-    def _push_run_safe(self, run_dir: Path) -> str | None:
+    def _push_run_safe(self, work: tuple[Path, list[LocalFile], list[tuple[str, int, int, int]]]) -> str | None:
         try:
-            self._push_run(run_dir)
+            self._push_run(*work)
             return None
         except RemoteSetupError:
             raise  # the same for every run: stop and say it once
@@ -130,15 +146,12 @@ class _Pusher:
                     files.append(LocalFile(rel, p, st.st_size, st.st_mtime_ns, st.st_ino))
         return files
 
-    def _push_run(self, run_dir: Path) -> None:
+    def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]]) -> None:
         run_id = run_dir.name
-        load_doc(RunInfo, run_dir / RUN_JSON)  # an unreadable run fails here, alone (its error is listed)
-        files = self._source_files(run_dir)
-        stats = file_stats(files)
-        if not self.opts.verify and self.state.unchanged(run_id, stats):
-            with self.lock:
-                self.result.skipped += 1
-            return
+        # An unreadable run fails here, alone (its error is listed): run.json and every claim must parse.
+        load_doc(RunInfo, run_dir / RUN_JSON)
+        for st in RunLayout(run_dir).streams():
+            stream_state(st)
         old, trusted = self._remote_manifest(run_id)
         # A run's first commit: its replaced documents go straight to their run paths, before the
         # manifest, without blob copies (nothing committed can be invalidated yet; spec §12.1.2).

@@ -8,9 +8,9 @@ a temporary name first).
 from __future__ import annotations
 
 import errno
+import os
 import random
 import re
-import os
 import secrets
 import ssl
 import sys

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +51,12 @@ def find_runs(src: Path) -> list[Path]:
 
 
 def _stat(path: Path, rel: str) -> LocalFile | None:
+    """One lstat: regular files only (a symlink is never followed out of a run)."""
     try:
-        st = path.stat(follow_symlinks=False)
+        st = os.lstat(path)
     except FileNotFoundError:
         return None  # released or merged away meanwhile
-    if not path.is_file() or path.is_symlink():
+    if not stat.S_ISREG(st.st_mode):
         return None
     return LocalFile(rel, path, st.st_size, st.st_mtime_ns, st.st_ino)
 
@@ -68,9 +70,11 @@ def _listed(d: Path) -> list[str]:
 
 def _stream_files(st: StreamLayout, prefix: str, out: list[LocalFile]) -> None:
     """Documents, claims, environment records and dead incarnations' WAL of one stream (of one table)."""
-    state = stream_state(st)
-    live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
     names = _listed(st.dir)
+    live_inc = None
+    if any(_SEGMENT.match(n) for n in names):  # liveness matters only for WAL segments (a finished run has none)
+        state = stream_state(st)
+        live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
     for name in names:  # WAL tails first: data before the documents that describe it
         m = _SEGMENT.match(name)
         if m and int(m.group(1)) != live_inc:
