@@ -636,7 +636,7 @@ def bench_big(cfg: argparse.Namespace, tools: Tools, server: MotoServer, work: P
                      "server CPU s", "push() s"], rows))
     note("MB/s = file size / wall time of the command (start-up, hashing and multipart commit included)")
     note("runsync hashes the file before sending it (content-addressed blob), then uploads it with s3fs "
-         "put_file: multipart in 16 MiB parts, 4 in flight (runsync's S3 setting); aws s3 cp uses 8 MiB "
+         "put_file: multipart in 8 MiB parts, 4 in flight (runsync's S3 setting); aws s3 cp uses 8 MiB "
          f"parts, {tools.jobs} in flight")
     note("the file was just written, so both tools read it from the page cache")
     tgt = []

@@ -95,16 +95,9 @@ def storage_arg(p: argparse.ArgumentParser) -> None:
 
 def storage_options(args: argparse.Namespace) -> dict[str, Any]:
     """Options for the remote's fsspec filesystem, from $RUNSYNC_STORAGE_OPTIONS and --storage-option."""
-    out: dict[str, Any] = {}
-    raw = os.environ.get("RUNSYNC_STORAGE_OPTIONS")
-    if raw:
-        try:
-            env = json.loads(raw)
-        except ValueError as e:
-            raise RunsyncError(f"RUNSYNC_STORAGE_OPTIONS is not valid JSON ({e})") from None
-        if not isinstance(env, dict):
-            raise RunsyncError("RUNSYNC_STORAGE_OPTIONS must be a JSON object")
-        out.update(env)
+    from ..syncer.remote import env_storage_options
+
+    out: dict[str, Any] = env_storage_options()
     for item in getattr(args, "storage_option", None) or []:
         key, sep, value = item.partition("=")
         if not sep or not key:

@@ -29,6 +29,7 @@ from .wal import Columns
 __all__ = [
     "SCHEMA",
     "PART_RE",
+    "remove_parts",
     "Part",
     "part_name",
     "parse_part_name",
@@ -253,6 +254,15 @@ def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterabl
         raise
     fsync_dir(history_dir)
     return Part(stream, lo, hi, final)
+
+
+def remove_parts(paths: Iterable[Path]) -> None:
+    """Unlink parts a merged part now covers (spec §4.4: only after the merged part is in place)."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHEMA) -> pa.Table:

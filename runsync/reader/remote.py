@@ -16,7 +16,7 @@ from typing import Any
 
 from ..format.errors import RunsyncError
 
-__all__ = ["is_url", "cache_root", "fetch_runs", "fetch_run", "local_root", "env_storage_options"]
+__all__ = ["is_url", "cache_root", "fetch_runs", "fetch_run", "local_root"]
 
 _DOCUMENTS = ("run.json",)
 
@@ -65,29 +65,17 @@ def fetch_run(url: str, storage_options: dict[str, Any] | None = None) -> Path:
     parent, _, run_id = url.rstrip("/").rpartition("/")
     if not parent or "://" not in parent:
         raise RunsyncError(f"{url!r} does not name a run: expected REMOTE/<run id>")
+    from ..syncer.remote import env_storage_options
+
     opts = env_storage_options() if storage_options is None else storage_options
     return fetch_runs(parent, [run_id], storage_options=opts) / run_id
-
-
-def env_storage_options() -> dict[str, Any]:
-    """``$RUNSYNC_STORAGE_OPTIONS``: a JSON object of fsspec options for remotes (e.g. an endpoint)."""
-    import json
-
-    raw = os.environ.get("RUNSYNC_STORAGE_OPTIONS")
-    if not raw:
-        return {}
-    try:
-        opts = json.loads(raw)
-    except ValueError as e:
-        raise RunsyncError(f"RUNSYNC_STORAGE_OPTIONS is not valid JSON ({e})") from None
-    if not isinstance(opts, dict):
-        raise RunsyncError("RUNSYNC_STORAGE_OPTIONS must be a JSON object")
-    return opts
 
 
 def local_root(root: str | Path | None) -> Path:
     """A runs root to read: a local directory as is; a remote URL → its cached documents (for listing)."""
     ref = root if root is not None else os.environ.get("RUNSYNC_DIR") or "runs"
     if is_url(ref):
+        from ..syncer.remote import env_storage_options
+
         return fetch_runs(str(ref), documents_only=True, storage_options=env_storage_options())
     return as_path(ref)

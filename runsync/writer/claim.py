@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from ..format.errors import StreamClaimedError
-from ..format.history import columns_to_table, list_parts, part_stats, select_cover, write_part
+from ..format.history import columns_to_table, list_parts, part_stats, remove_parts, select_cover, write_part
 from ..format.layout import HISTORY_DIR, RunLayout, StreamLayout
 from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
@@ -125,12 +125,7 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
     for d in part_dirs:
         mine = [p for p in list_parts(d) if p.stream == stream.name]
         keep = set(select_cover(mine))
-        for p in mine:
-            if p not in keep:
-                try:
-                    os.unlink(p.path)
-                except FileNotFoundError:
-                    pass
+        remove_parts(p.path for p in mine if p not in keep)
     for _inc, tail in history.tails:
         summary.apply(tail)
         config.apply(tail.meta)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..format.history import Part, columns_to_table, read_part, write_part
+from ..format.history import Part, columns_to_table, read_part, remove_parts, write_part
 from ..format.layout import RunLayout, StreamLayout
 from ..format.meta import ConfigDoc, State, Status, SummaryDoc, save_doc
 from ..format.wal import Columns, Decoder
@@ -287,11 +287,7 @@ class Flusher:
             except Exception as e:
                 self.reporter.problem("compact", f"could not merge history parts ({type(e).__name__}: {e}); will retry")
                 return
-            for p in group:
-                try:
-                    os.unlink(p.part.path)
-                except FileNotFoundError:
-                    pass
+            remove_parts(p.part.path for p in group)
             self.parts[-n:] = [_OwnPart(merged, group[0].level + 1, sum(p.rows for p in group))]
 
     # -- segments ------------------------------------------------------------------

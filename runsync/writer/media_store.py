@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import pyarrow.parquet as pq
 
-from ..format.history import Part, list_parts, read_part
+from ..format.history import Part, list_parts, read_part, remove_parts
 from ..format.media import MEDIA_DIR, MEDIA_SCHEMA, MediaRow, media_table, write_media_part
 from .flusher import SOFT_MEDIA, merge_group
 from .report import Reporter
@@ -157,11 +157,7 @@ class MediaStore:
             except Exception as e:
                 self.reporter.problem("compact", f"could not merge media parts ({type(e).__name__}: {e})")
                 return
-            for p in group:
-                try:
-                    os.unlink(p.part.path)
-                except FileNotFoundError:
-                    pass
+            remove_parts(p.part.path for p in group)
             self._parts[-n:] = [_OwnPart(merged, group[0].level + 1, sum(p.rows for p in group), _size(merged.path))]
 
 
