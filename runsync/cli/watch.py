@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..format.meta import State
 from ._common import DEFAULT_DIR, fmt
 
 __all__ = ["Follower", "Snapshot", "cmd_watch", "register"]
@@ -183,6 +182,7 @@ def _starting(record: dict[str, Any]) -> bool:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from ..format.meta import State
     from ..reader.runs import find_run
 
     run_dir = find_run(args.run, args.dir)

@@ -54,7 +54,7 @@ class BundleResult:
                 "path": self.path}
 
 
-def _sha(path: Path) -> tuple[str, int]:
+def _sha(path: str | Path) -> tuple[str, int]:
     with open(path, "rb") as f:
         return sha256_file(f)
 
@@ -65,7 +65,7 @@ def make_bundle(src: Path, out: Path, opts: PushOptions | None = None) -> Bundle
     state = SyncState(src, "bundle:")
     res = BundleResult(path=str(out))
     index: dict[str, Any] = {"format": FORMAT_VERSION, "created": time.time(), "runs": {}}
-    carried: list[tuple[str, str, Path, int]] = []  # (run, rel, path, size)
+    carried: list[tuple[str, str, str, int]] = []  # (run, rel, path, size)
     for run_dir in find_runs(src):
         if not _selected(run_dir.name, opts):
             continue

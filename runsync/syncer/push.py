@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 from ..format.errors import FormatError
 from ..format.layout import RUN_JSON, RunLayout
-from ..format.liveness import stream_state
 from ..format.manifest import (
     MANIFEST,
     FileEntry,
@@ -119,7 +118,7 @@ class _Pusher:
                 if err:
                     self.result.failures.append((run_dir.name, err))
                 self.progress(run_dir.name, self.result)
-        if not self.opts.dry_run:
+        if not self.opts.dry_run and self.state.dirty:
             self.state.save()
         self.result.seconds = time.monotonic() - t0
         return self.result
@@ -143,12 +142,14 @@ class _Pusher:
                 if rel not in have and is_blob(rel):
                     p = self.src / blob_path(e.sha256)
                     st = p.stat()
-                    files.append(LocalFile(rel, p, st.st_size, st.st_mtime_ns, st.st_ino))
+                    files.append(LocalFile(rel, str(p), st.st_size, st.st_mtime_ns, st.st_ino))
         return files
 
     def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]]) -> None:
         run_id = run_dir.name
         # An unreadable run fails here, alone (its error is listed): run.json and every claim must parse.
+        from ..format.liveness import stream_state
+
         load_doc(RunInfo, run_dir / RUN_JSON)
         for st in RunLayout(run_dir).streams():
             stream_state(st)

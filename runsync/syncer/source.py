@@ -15,8 +15,16 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..format.layout import HISTORY_DIR, PART_RE, RUN_JSON, SYSTEM_DIR, RunLayout, StreamLayout, iter_run_dirs
-from ..format.liveness import stream_state
+from ..format.layout import (
+    HISTORY_DIR,
+    PART_RE,
+    RUN_JSON,
+    STREAM_RE,
+    STREAMS_DIR,
+    SYSTEM_DIR,
+    StreamLayout,
+    iter_run_dirs,
+)
 from ..format.manifest import BLOB_PREFIXES, MANIFEST, check_rel_path
 from ..format.meta import State
 
@@ -32,7 +40,7 @@ _PART_DIRS = (HISTORY_DIR, SYSTEM_DIR, "media")
 @dataclass(frozen=True)
 class LocalFile:
     rel: str  # run-relative path, '/'-separated
-    path: Path
+    path: str  # where it is on this machine
     size: int
     mtime_ns: int
     ino: int
@@ -50,7 +58,8 @@ def find_runs(src: Path) -> list[Path]:
     return iter_run_dirs(src)
 
 
-def _stat(path: Path, rel: str) -> LocalFile | None:
+# Plain strings, not pathlib: a no-op push of 1,000 runs is mostly this module (spec §12.5).
+def _stat(path: str, rel: str) -> LocalFile | None:
     """One lstat: regular files only (a symlink is never followed out of a run)."""
     try:
         st = os.lstat(path)
@@ -61,68 +70,62 @@ def _stat(path: Path, rel: str) -> LocalFile | None:
     return LocalFile(rel, path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _listed(d: Path) -> list[str]:
+def _listed(d: str) -> list[str]:
     try:
         return sorted(os.listdir(d))
     except (FileNotFoundError, NotADirectoryError):
         return []
 
 
-def _stream_files(st: StreamLayout, prefix: str, out: list[LocalFile]) -> None:
+def _add(out: list[LocalFile], base: str, rel: str) -> None:
+    f = _stat(f"{base}/{rel}", rel)
+    if f:
+        out.append(f)
+
+
+def _stream_files(base: str, prefix: str, stream: str, out: list[LocalFile]) -> None:
     """Documents, claims, environment records and dead incarnations' WAL of one stream (of one table)."""
-    names = _listed(st.dir)
+    names = _listed(f"{base}/{prefix}")
     live_inc = None
     if any(_SEGMENT.match(n) for n in names):  # liveness matters only for WAL segments (a finished run has none)
-        state = stream_state(st)
+        from ..format.liveness import stream_state  # psutil: only needed here
+
+        state = stream_state(StreamLayout(Path(base, prefix), stream))
         live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
     for name in names:  # WAL tails first: data before the documents that describe it
         m = _SEGMENT.match(name)
         if m and int(m.group(1)) != live_inc:
-            f = _stat(st.dir / name, f"{prefix}/{name}")
-            if f:
-                out.append(f)
+            _add(out, base, f"{prefix}/{name}")
     for name in names:
         if _STREAM_DOC.match(name):
-            f = _stat(st.dir / name, f"{prefix}/{name}")
-            if f:
-                out.append(f)
+            _add(out, base, f"{prefix}/{name}")
 
 
 def run_files(run_dir: Path) -> list[LocalFile]:
     """The files of a run to push, in commit-safe order (data before documents)."""
-    layout = RunLayout(run_dir)
+    base = os.fspath(run_dir)
     out: list[LocalFile] = []
     for table in _PART_DIRS:
-        for name in _listed(run_dir / table):
+        for name in _listed(f"{base}/{table}"):
             if PART_RE.match(name):
-                f = _stat(run_dir / table / name, f"{table}/{name}")
-                if f:
-                    out.append(f)
+                _add(out, base, f"{table}/{name}")
     for prefix in BLOB_PREFIXES:
-        base = run_dir / prefix.rstrip("/")
-        if base.is_dir() and not base.is_symlink():
-            for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        top = f"{base}/{prefix.rstrip('/')}"
+        if os.path.isdir(top) and not os.path.islink(top):
+            for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for fn in sorted(filenames):
-                    if fn.startswith("."):
-                        continue
-                    p = Path(dirpath) / fn
-                    rel = p.relative_to(run_dir).as_posix()
-                    check_rel_path(rel)
-                    f = _stat(p, rel)
-                    if f:
-                        out.append(f)
-    for name in _listed(run_dir / "console"):
+                    if not fn.startswith("."):
+                        rel = os.path.relpath(os.path.join(dirpath, fn), base).replace(os.sep, "/")
+                        _add(out, base, check_rel_path(rel))
+    for name in _listed(f"{base}/console"):
         if _CONSOLE.match(name):
-            f = _stat(run_dir / "console" / name, f"console/{name}")
-            if f:
-                out.append(f)
-    for st in layout.with_table(SYSTEM_DIR).streams():
-        _stream_files(st, f"streams/{st.name}/{SYSTEM_DIR}", out)
-    for st in layout.streams():
-        _stream_files(st, f"streams/{st.name}", out)
-    f = _stat(layout.run_json, RUN_JSON)
-    if f:
-        out.append(f)
+            _add(out, base, f"console/{name}")
+    streams = [n for n in _listed(f"{base}/{STREAMS_DIR}") if STREAM_RE.match(n)]
+    for name in streams:
+        _stream_files(base, f"{STREAMS_DIR}/{name}/{SYSTEM_DIR}", name, out)
+    for name in streams:
+        _stream_files(base, f"{STREAMS_DIR}/{name}", name, out)
+    _add(out, base, RUN_JSON)
     assert all(x.rel != MANIFEST for x in out)
     return out

@@ -25,6 +25,7 @@ class SyncState:
         self.path = src_root / ".runsync" / "sync" / f"{key}.json"
         self.remote = remote_display
         self.runs: dict[str, dict[str, Any]] = {}
+        self.dirty = False  # anything recorded since loading
         try:
             data = json.loads(self.path.read_bytes())
             if data.get("remote") == remote_display:
@@ -61,6 +62,7 @@ class SyncState:
 
     def record(self, run_id: str, hashes: dict[str, list[Any]], committed: dict[str, list[Any]] | None,
                stats: list[tuple[str, int, int, int]], trusted: bool = True) -> None:
+        self.dirty = True
         r = self.runs.setdefault(run_id, {})
         r["hashes"] = hashes
         if committed is not None:
