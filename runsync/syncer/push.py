@@ -13,7 +13,7 @@ import fnmatch
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -89,6 +89,7 @@ class _Pusher:
         self.blobs_known: set[str] = set()
         self.blob_locks: dict[str, threading.Lock] = {}
         self.remote_ids: set[str] | None = None  # run directories on the remote, when listed once
+        self.files_pool: ThreadPoolExecutor  # set while run() runs
 
     def run(self) -> PushResult:
         t0 = time.monotonic()
@@ -113,7 +114,9 @@ class _Pusher:
         if unknown >= _LIST_FROM and not self.opts.verify and not self.opts.dry_run:
             # One listing instead of a manifest probe per run (a HEAD and a LIST each on S3).
             self.remote_ids = set(self.remote.listdir())
-        with ThreadPoolExecutor(max_workers=max(1, self.opts.jobs)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, self.opts.jobs)) as pool, \
+                ThreadPoolExecutor(max_workers=max(1, self.opts.jobs), thread_name_prefix="runsync-send") as files:
+            self.files_pool = files  # run workers wait on file sends; file sends never wait on runs
             for (run_dir, _f, _s), err in zip(todo, pool.map(self._push_run_safe, todo)):
                 if err:
                     self.result.failures.append((run_dir.name, err))
@@ -160,22 +163,23 @@ class _Pusher:
         hashes: dict[str, list[Any]] = {}
         entries: dict[str, FileEntry] = {}
         refresh: list[tuple[str, bytes]] = []
-        sent = False
+        sends: list[Future[bool]] = []  # a run's files go out concurrently (one big file does not wait alone)
         for f in files:
             data, sha, size, st = self._hash(run_id, f)
             hashes[f.rel] = [st[0], st[1], st[2], sha]
             entries[f.rel] = FileEntry(size, sha)
             unchanged = old.get(f.rel) == (size, sha)
             if first and is_replaced(f.rel) and data is not None:
-                self._put(f"{run_id}/{f.rel}", f, data, size)
-                sent = True
+                sends.append(self.files_pool.submit(self._put_at_run_path, run_id, f, data, size))
                 continue
             if is_replaced(f.rel) and data is not None and (not unchanged or self._stale_copy(run_id, f.rel, sha, size,
                                                                                                 trusted)):
                 refresh.append((f.rel, data))  # the run-path copy, rewritten after the commit
             if unchanged and not (self.opts.verify and not self._present(run_id, f.rel, sha, size)):
                 continue
-            sent |= self._send(run_id, f, data, sha, size)
+            sends.append(self.files_pool.submit(self._send, run_id, f, data, sha, size))
+        wait(sends)  # every file is there (or failed) before anything else happens
+        sent = any([s.result() for s in sends])  # raises the first failure: no commit
         manifest = Manifest(run_id=run_id, files=entries)
         committed = {p: [e.size, e.sha256] for p, e in entries.items()}
         if self.opts.dry_run:
@@ -198,6 +202,10 @@ class _Pusher:
                 self.result.runs_pushed += 1
         with self.lock:  # a first commit raced by another pusher is re-checked by the next push
             self.state.record(run_id, hashes, committed, stats, trusted=not first)
+
+    def _put_at_run_path(self, run_id: str, f: LocalFile, data: bytes, size: int) -> bool:
+        self._put(f"{run_id}/{f.rel}", f, data, size)
+        return True
 
     def _remote_manifest(self, run_id: str) -> tuple[dict[str, tuple[int, str]], bool]:
         """The committed manifest, and whether a completed push of ours vouches for it.
