@@ -1,7 +1,9 @@
 """Format compatibility: committed golden runs must keep reading exactly as their expected JSON says.
 
 spec/testdata/v<MAJOR>.<MINOR>/<name>/ holds run directories written by that format version (see
-spec/testdata/make_golden.py) and <name>.expected.json their decoded content. The files are never
+spec/testdata/make_golden.py for v1.0, make_golden_v12.py for v1.2) and <name>.expected.json their decoded
+content. Since 1.2 the expectations may also hold media, saved files, system rows, console logs and the
+environment record, each checked by its own test below. The files are never
 regenerated once committed; every later runsync, and any second implementation, must pass this test.
 The test reads a byte-identical copy, so a reader that writes (recovery) cannot damage the corpus,
 and checks that reading changed nothing.
@@ -26,9 +28,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import runsync
+from runsync.reader.code import describe, load_environment
 
 TESTDATA = Path(__file__).resolve().parents[1] / "spec" / "testdata"
-NULL, FLOAT, INT, BOOL, STRING = 0, 1, 2, 3, 4
+NULL, FLOAT, INT, BOOL, STRING, MEDIA = 0, 1, 2, 3, 4, 5
 
 HISTORY_SCHEMA = [
     ("step", pa.int64(), False),
@@ -55,12 +58,15 @@ def _corpora() -> list[tuple[Path, Path]]:
 CORPORA = _corpora()
 
 
-def _cases() -> list[Any]:
+def _cases(section: str | None = None) -> list[Any]:
+    """(root, run id, expected) of every golden run; with ``section``, only runs whose expectations have it
+    (media, files, system, console, environment: since format 1.2)."""
     cases = []
     for exp_path, root in CORPORA:
         doc = json.loads(exp_path.read_text(encoding="utf-8"))
         for run_id, exp in doc["runs"].items():
-            cases.append(pytest.param(root, run_id, decode(exp), id=f"{root.parent.name}/{root.name}/{run_id}"))
+            if section is None or section in exp:
+                cases.append(pytest.param(root, run_id, decode(exp), id=f"{root.parent.name}/{root.name}/{run_id}"))
     return cases
 
 
@@ -101,7 +107,7 @@ def typed_value(row: dict[str, Any]) -> Any:
         return row["int"]
     if t == BOOL:
         return bool(row["value"])
-    if t == STRING:
+    if t in (STRING, MEDIA):  # MEDIA: text is the media kind (spec §5.2)
         return row["text"]
     return None
 
@@ -114,7 +120,7 @@ def columns_of(t: int, v: Any) -> tuple[Any, Any, Any]:
         return float(v), v, None
     if t == BOOL:
         return (1.0 if v else 0.0), None, None
-    if t == STRING:
+    if t in (STRING, MEDIA):
         return None, None, v
     return None, None, None
 
@@ -138,6 +144,12 @@ def corpus_copy(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
 
 def test_there_is_a_v1_corpus() -> None:
     assert any(root.parent.name == "v1.0" for _exp, root in CORPORA), "spec/testdata/v1.0 golden corpus missing"
+
+
+def test_there_is_a_v1_2_corpus_with_every_1_2_addition() -> None:
+    assert any(root.parent.name == "v1.2" for _exp, root in CORPORA), "spec/testdata/v1.2 golden corpus missing"
+    for section in ("media", "files", "system", "console", "environment"):
+        assert _cases(section), f"no v1.2 golden run has {section}"
 
 
 @pytest.mark.parametrize("exp_path,root", CORPORA, ids=[f"{r.parent.name}/{r.name}" for _e, r in CORPORA])
@@ -227,7 +239,7 @@ def test_golden_run_reads_as_expected(corpus_copy: dict[Path, Path], root: Path,
         assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}\.[0-9]{12}-[0-9]{12}\.parquet", part.name)
         schema = pq.read_schema(part)
         assert [(f.name, f.type, f.nullable) for f in schema] == HISTORY_SCHEMA
-        assert schema.metadata[b"runsync.format"] == b"1.0"
+        assert schema.metadata[b"runsync.format"] == exp["run"]["format"].encode()
         assert schema.metadata[b"runsync.stream"].decode() == part.name.split(".")[0]
 
     assert _tree(run_dir) == before, "reading a run must not change its files"
@@ -249,7 +261,7 @@ def _isnan(x: Any) -> bool:
 
 
 def _text(t: int, v: Any) -> str | None:
-    if t == STRING:
+    if t in (STRING, MEDIA):
         return v
     if t == INT:
         return str(v)
@@ -258,3 +270,150 @@ def _text(t: int, v: Any) -> str | None:
     if t == FLOAT:
         return repr(float(v))
     return None
+
+
+# -- format 1.2 additions: media, saved files, system table, console, environment ----------------------------
+
+MEDIA_COLUMNS = ["stream", "seq", "step", "key", "index", "kind", "format", "caption", "meta", "sha256", "size", "data"]
+
+
+def _check_parts(table_dir: Path, exp: dict[str, Any], columns: list[str]) -> list[Path]:
+    """Parts of ``table_dir`` are well named and carry the run's format and their stream (spec §4.1, §4.2)."""
+    parts = sorted(table_dir.glob("*.parquet"))
+    assert parts, f"no parts in {table_dir}"
+    for part in parts:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}\.[0-9]{12}-[0-9]{12}\.parquet", part.name)
+        schema = pq.read_schema(part)
+        assert schema.names[: len(columns)] == columns
+        assert schema.metadata[b"runsync.format"] == exp["run"]["format"].encode()
+        assert schema.metadata[b"runsync.stream"].decode() == part.name.split(".")[0]
+    return parts
+
+
+def _media_value(item: Any) -> Any:
+    """A decoded media item in the expected JSON's terms (spec §13.1)."""
+    v = item.value
+    if item.kind == "image":
+        assert isinstance(v, np.ndarray) and v.dtype == np.uint8
+        return {"shape": list(v.shape), "pixels": v.tolist()}
+    if item.kind == "histogram":
+        assert v.counts.dtype == np.int64 and v.edges.dtype == np.float64
+        return {"counts": v.counts.tolist(), "edges": v.edges.tolist()}
+    if item.kind == "table":  # the DataFrame a reader gets, and the Parquet file as stored
+        stored = pq.read_table(pa.BufferReader(item.data))
+        assert isinstance(v, pd.DataFrame) and list(v.columns) == stored.column_names
+        assert v.astype(object).values.tolist() == [list(r.values()) for r in stored.to_pylist()]
+        return {"columns": stored.column_names, "types": [str(f.type) for f in stored.schema],
+                "rows": [list(r.values()) for r in stored.to_pylist()]}
+    assert isinstance(v, str)
+    return v
+
+
+@pytest.mark.parametrize("root,run_id,exp", _cases("media"))
+def test_golden_media_decode_as_expected(corpus_copy: dict[Path, Path], root: Path, run_id: str,
+                                         exp: dict[str, Any]) -> None:
+    run_dir = corpus_copy[root] / run_id
+    before = _tree(run_dir)
+    view = runsync.open_run(run_dir)
+    assert view.media_keys() == sorted(exp["media"])
+    stored_items = 0
+    for key, items in exp["media"].items():
+        got = view.media(key)
+        assert [(m.step, m.index, m.kind, m.caption, m.meta, m.missing) for m in got] == \
+            [(e["step"], e["index"], e["kind"], e["caption"], e["meta"], False) for e in items], key
+        for m, e in zip(got, items):
+            assert m.sha256 == hashlib.sha256(m.data).hexdigest()
+            assert canon(_media_value(m)) == canon(e["value"]), (key, m.step, m.index)
+        stored_items += len(items)
+
+    # stock readers: every item is a row of media/, and each distinct content's bytes are stored once (§13.3)
+    parts = _check_parts(run_dir / "media", exp, MEDIA_COLUMNS)
+    df = pd.read_parquet(run_dir / "media")
+    assert len(df) == stored_items
+    data_cells = Counter(sha for p in parts for sha, data in zip(*pq.read_table(p, columns=["sha256", "data"])
+                                                                 .to_pydict().values()) if data is not None)
+    assert set(data_cells) == set(df["sha256"]) and set(data_cells.values()) == {1}
+    assert (df.groupby("sha256").size() > 1).any(), "the corpus logs one image more than once"
+    # the join of spec §13.2: history rows of type MEDIA ↔ media items on (stream, seq, key)
+    hist = pd.read_parquet(run_dir / "history")
+    joined = hist[hist["type"] == MEDIA].merge(df, on=["stream", "seq", "key"], suffixes=("", "_m"))
+    assert len(joined) == stored_items and (joined["text"] == joined["kind"]).all()
+    assert _tree(run_dir) == before, "reading a run must not change its files"
+
+
+@pytest.mark.parametrize("root,run_id,exp", _cases("files"))
+def test_golden_saved_files_read_as_expected(corpus_copy: dict[Path, Path], root: Path, run_id: str,
+                                             exp: dict[str, Any]) -> None:
+    run_dir = corpus_copy[root] / run_id
+    before = _tree(run_dir)
+    view = runsync.open_run(run_dir)
+    versions = view.files(versions=True)
+    assert [[f.name, f.sha256, f.size, f.mtime, f.policy] for f in versions] == \
+        [[f["name"], f["sha256"], f["size"], f["mtime"], f["policy"]] for f in exp["files"]]  # type: ignore[union-attr]
+    assert sorted(view.files()) == sorted({f["name"] for f in exp["files"]})  # type: ignore[arg-type]
+    for f in exp["files"]:
+        data = f["text"].encode("utf-8") if "text" in f else bytes.fromhex(f["hex"])
+        path = view.file_path(f["name"])
+        assert path == run_dir / "files" / "sha256" / f["sha256"][:2] / f["sha256"]
+        assert path.read_bytes() == data and hashlib.sha256(data).hexdigest() == f["sha256"]
+    objects = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "files").rglob("*") if p.is_file())
+    assert objects == sorted({f"files/sha256/{f['sha256'][:2]}/{f['sha256']}" for f in exp["files"]})
+    assert _tree(run_dir) == before, "reading a run must not change its files"
+
+
+@pytest.mark.parametrize("root,run_id,exp", _cases("system"))
+def test_golden_system_table_reads_as_expected(corpus_copy: dict[Path, Path], root: Path, run_id: str,
+                                               exp: dict[str, Any]) -> None:
+    run_dir = corpus_copy[root] / run_id
+    before = _tree(run_dir)
+    view = runsync.open_run(run_dir)
+    want = exp["system"]["streams"]
+    rows = view.system(wide=False, format="arrow").to_pylist()
+    got: dict[str, list[Any]] = {}
+    for r in rows:
+        got.setdefault(r["stream"], []).append([r["step"], r["key"], r["type"], typed_value(r)])
+    assert canon(got) == canon(want)
+    for r in rows:
+        assert canon([r["value"], r["int"], r["text"]]) == canon(list(columns_of(r["type"], typed_value(r))))
+    # wide: one row per (stream, sample), a column per key
+    wide = view.system()
+    assert list(zip(wide["stream"], wide["step"])) == sorted({(s, r[0]) for s, rs in want.items() for r in rs})
+    keys = sorted({r[1] for rs in want.values() for r in rs})
+    assert [c for c in wide.columns if c not in ("step", "time", "stream")] == keys
+    # plain pandas reads system/ as it reads history/ (same schema, spec §14)
+    for part in _check_parts(run_dir / "system", exp, [n for n, _t, _null in HISTORY_SCHEMA]):
+        assert [(f.name, f.type, f.nullable) for f in pq.read_schema(part)] == HISTORY_SCHEMA
+    df = pd.read_parquet(run_dir / "system")
+    assert len(df) == sum(len(rs) for rs in want.values())
+    assert {s: st["state"] for s, st in _substreams(run_dir).items()} == {s: exp["status"] for s in want}
+    assert _tree(run_dir) == before, "reading a run must not change its files"
+
+
+def _substreams(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The system sub-streams' status documents (spec §14: streams/<s>/system/status.json)."""
+    return {p.parent.parent.name: json.loads(p.read_text(encoding="utf-8"))
+            for p in sorted(run_dir.glob("streams/*/system/status.json"))}
+
+
+@pytest.mark.parametrize("root,run_id,exp", _cases("console"))
+def test_golden_console_logs_read_as_expected(corpus_copy: dict[Path, Path], root: Path, run_id: str,
+                                              exp: dict[str, Any]) -> None:
+    run_dir = corpus_copy[root] / run_id
+    logs = sorted((run_dir / "console").iterdir())
+    assert [p.name for p in logs] == sorted(exp["console"])
+    for p in logs:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}\.[0-9]{6}\.[0-9]{6}\.log", p.name)
+        data = p.read_bytes()
+        assert data == exp["console"][p.name].encode("utf-8")
+        assert data.endswith(b"\n") and b"\r" not in data.replace(b"\r\n", b"")  # whole lines, bars collapsed
+
+
+@pytest.mark.parametrize("root,run_id,exp", _cases("environment"))
+def test_golden_environment_reads_as_expected(corpus_copy: dict[Path, Path], root: Path, run_id: str,
+                                              exp: dict[str, Any]) -> None:
+    run_dir = corpus_copy[root] / run_id
+    doc, patch = load_environment(run_dir)
+    assert patch is None  # code capture was disabled: no diff.<inc>.patch
+    assert isinstance(doc.pop("time"), float)
+    assert doc == exp["environment"]
+    assert describe({**doc, "time": 0.0})  # the summary `runsync show` prints does not fail on it

@@ -20,6 +20,7 @@ from ..format.files import FileEntry, FilesDoc, object_path
 from ..format.history import columns_to_table, empty_table, list_parts, read_part, resolve, select_cover, to_wide
 from ..format.layout import HISTORY_DIR, SYSTEM_DIR, RunLayout, StreamLayout
 from ..format.liveness import host_identity, run_state, stream_state
+from ..format.manifest import blob_path
 from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, deep_update, load_doc
 from ..format.tail import filter_seq, read_tail
 from ..format.wal import Columns
@@ -248,7 +249,9 @@ class RunView:
         entry = self.files().get(name)  # type: ignore[union-attr]
         if entry is None:
             raise KeyError(f"no saved file {name!r} in run {self.info.id}")
-        return self.path / object_path(entry.sha256)
+        local = self.path / object_path(entry.sha256)
+        pushed = self.path.parent / blob_path(entry.sha256)  # a pushed copy read in place (spec §12.1.1)
+        return pushed if not local.exists() and pushed.exists() else local
 
     def media(self, key: str) -> list[Any]:
         """Media logged under ``key`` (spec §13), one ``MediaItem`` per item, by step then index.

@@ -37,9 +37,10 @@ def resolve_save(pattern: str | os.PathLike[str], base_path: str | os.PathLike[s
     The root is ``base_path`` or the working directory; a match outside it (also
     through a symlink) is refused, as is a pattern matching nothing.
     """
-    root = Path(base_path if base_path is not None else os.getcwd()).resolve()
+    base = Path(os.path.abspath(base_path if base_path is not None else os.getcwd()))
+    root = base.resolve()
     pat = os.fspath(pattern)
-    full = pat if os.path.isabs(pat) else os.path.join(root, pat)
+    full = pat if os.path.isabs(pat) else os.path.join(base, pat)
     matches = sorted(globlib.glob(full, recursive=True)) if globlib.has_magic(full) else [full]
     files = [m for m in matches if os.path.isfile(m)]
     if not files:
@@ -48,9 +49,12 @@ def resolve_save(pattern: str | os.PathLike[str], base_path: str | os.PathLike[s
         raise FileNotFoundError(f"save(): {pat!r} {what} (looked in {root})")
     out = []
     for m in files:
-        real = Path(m).resolve()
+        # Named by the path it was saved under (a symlink keeps its own name, and "live" follows it when it
+        # is re-pointed); allowed only if what it points to is inside the root as well.
+        link = Path(os.path.abspath(m))
         try:
-            rel = real.relative_to(root).as_posix()
+            link.resolve().relative_to(root)
+            rel = _relative(link, base, root)
         except ValueError:
             raise ValueError(f"save(): {m!r} is outside the allowed root {root}; pass base_path= a directory that "
                              "holds it") from None
@@ -59,8 +63,16 @@ def resolve_save(pattern: str | os.PathLike[str], base_path: str | os.PathLike[s
         except Exception:
             raise ValueError(f"save(): cannot store {rel!r}: names are '/'-separated parts of letters, digits and "
                              "._+=@,- (rename the file or save a copy)") from None
-        out.append((rel, real))
+        out.append((rel, link))
     return out
+
+
+def _relative(path: Path, base: Path, root: Path) -> str:
+    """``path`` relative to the save root, spelled as given (``base``) or resolved (``root``)."""
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.relative_to(root).as_posix()
 
 
 @dataclass

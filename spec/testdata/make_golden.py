@@ -287,6 +287,10 @@ def dumps(doc: Any) -> str:
 
 
 def main() -> int:
+    if ROOT.exists() and "--overwrite-frozen-corpus" not in sys.argv:
+        print(f"{ROOT} exists: the v1.0 corpus is frozen (a newer runsync would write a newer format into it); "
+              "a new format version gets its own script and directory (make_golden_v12.py)", file=sys.stderr)
+        return 2
     if ROOT.exists():
         shutil.rmtree(ROOT)
     ROOT.mkdir(parents=True)
