@@ -148,6 +148,13 @@ def runs(root: str | Path | None = None, where: str | None = None, sort: str | S
     return df
 
 
+def _created(d: Path) -> float:
+    try:
+        return float(RunView(d).info.created)
+    except (FormatError, OSError, ValueError):
+        return float("-inf")
+
+
 def find_run(ref: str, root: str | Path | None = None) -> Path:
     """Resolve a run reference: a run directory, an id, a name, or ``latest``."""
     if is_url(ref):
@@ -160,8 +167,8 @@ def find_run(ref: str, root: str | Path | None = None) -> Path:
         return fetch_run(f"{str(root).rstrip('/')}/{found.name}")
     base = _root(root)
     dirs = iter_run_dirs(base)
-    if ref == "latest" and dirs:
-        return max(dirs, key=lambda d: (d / "run.json").stat().st_mtime)
+    if ref == "latest" and dirs:  # by creation time recorded in run.json (a copy's file times say nothing)
+        return max(dirs, key=_created)
     for d in dirs:
         if d.name == ref:
             return d

@@ -175,6 +175,7 @@ def verify_bundle(path: Path) -> dict[str, Any]:
 def push_bundle(path: Path, remote: Remote) -> PushResult:
     """Verify the whole bundle, then push it: files first, each run's manifest last."""
     t0 = time.monotonic()
+    remote.check_writable()
     index = verify_bundle(path)
     res = PushResult(runs=len(index["runs"]))
     with tarfile.open(path, "r:") as tar:

@@ -19,7 +19,9 @@ __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
 def remote_runs(remote: Remote) -> list[str]:
     """Run ids on ``remote``: directories holding a committed manifest."""
     remote.check_root()
-    return [n for n in remote.listdir() if ID_RE.match(n) and remote.exists(f"{n}/{MANIFEST}")]
+    # A read, not exists(): some filesystems (HTTP) answer exists() False on any error, which would
+    # drop a run silently; a read raises (and retries) on errors and returns None only when absent.
+    return [n for n in remote.listdir() if ID_RE.match(n) and remote.read(f"{n}/{MANIFEST}") is not None]
 
 
 def _manifest(remote: Remote, run_id: str) -> Manifest:

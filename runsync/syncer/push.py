@@ -305,4 +305,5 @@ def push(src: str | Path, remote: Remote, opts: PushOptions | None = None,
     src = Path(src)
     if not src.is_dir():
         raise FormatError("no such directory", src)
+    remote.check_writable()
     return _Pusher(src, remote, opts or PushOptions(), progress).run()

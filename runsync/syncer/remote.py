@@ -30,7 +30,8 @@ T = TypeVar("T")
 # Backends whose put is atomic per object (no partial object is ever visible).
 _OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"})
 _INSTALL_HINT = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure",
-                 "abfss": "azure", "sftp": "sftp", "ssh": "sftp"}
+                 "abfss": "azure", "sftp": "sftp", "ssh": "sftp", "http": "http", "https": "http"}
+_READ_ONLY = frozenset({"http", "https"})  # fsspec's HTTP filesystem cannot write, rename or delete
 _TRANSIENT_ERRNO = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTUNREACH,
                     errno.ENETUNREACH, errno.ECONNABORTED, errno.EAGAIN}
 _TRANSIENT_TEXT = re.compile(r"SlowDown|Throttl|TooManyRequests|RequestTimeout|InternalError|ServiceUnavailable|"
@@ -233,9 +234,28 @@ class Remote:
 
     def check_root(self) -> None:
         """Raise a clear error if the remote root (directory, bucket, prefix) does not exist."""
-        if not self._run("check the remote", lambda: bool(self.fs.exists(self.root))):
-            raise RemoteError(f"{self.display}: no such directory or bucket (nothing was pushed here yet, "
-                              "or the name is wrong)")
+        if self._run("check the remote", lambda: bool(self.fs.exists(self.root))):
+            return
+        if self.read_only:  # HTTP's exists() is False on any error: ask again to learn which
+            try:
+                self.fs.cat_file(self.root.rstrip("/") + "/")  # the directory's index page
+            except FileNotFoundError:
+                pass
+            except Exception as e:
+                raise RemoteError(f"{self.display}: cannot read the remote ({_describe(e, self.url)}); is the "
+                                  "server up, and does it list directories?") from None
+        raise RemoteError(f"{self.display}: no such directory or bucket (nothing was pushed here yet, "
+                          "or the name is wrong)")
+
+    @property
+    def read_only(self) -> bool:
+        return urlsplit(self.url).scheme in _READ_ONLY if "://" in self.url else False
+
+    def check_writable(self) -> None:
+        """Refuse a push to a remote that cannot be written (HTTP), before anything is sent."""
+        if self.read_only:
+            raise RemoteSetupError(f"{self.display}: HTTP remotes are read-only (runsync reads, pulls and verifies "
+                                   "them); push to the directory, NAS, bucket or SFTP server the web server serves")
 
     def listdir(self, rel: str = "") -> list[str]:
         """Names directly under ``rel`` (empty if it does not exist)."""
@@ -297,7 +317,9 @@ class Remote:
 
         def op() -> str | None:
             try:
-                with self.fs.open(self.path(rel), "rb") as f:
+                # HTTP: one streamed GET (a server without Range support cannot serve blocks)
+                kw = {"block_size": 0} if self.read_only else {}
+                with self.fs.open(self.path(rel), "rb", **kw) as f:
                     return sha256_file(f)[0]
             except FileNotFoundError:
                 return None
