@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import runsync
-from runsync.format.manifest import BLOB_ROOT, MANIFEST, blob_path, is_blob, is_replaced, stored_at
+from runsync.format.manifest import BLOB_ROOT, MANIFEST, is_replaced, stored_at
 from runsync.syncer import Remote
 
 MB = 1 << 20
