@@ -22,7 +22,7 @@ import runsync
 from runsync.cli import restore as restore_cli
 from runsync.format.errors import FormatError
 from runsync.reader.code import describe, load_environment, restore
-from runsync.writer import environment as envmod
+from runsync.writer import git_state
 from runsync.writer.environment import (
     REDACTED,
     collect,
@@ -281,8 +281,8 @@ def test_scheduler_context_allowlist(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_untracked_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo(tmp_path)
     (repo / "data.bin").write_bytes(b"\0\1\2" * 10)
-    (repo / "huge.txt").write_text("x" * (envmod.UNTRACKED_FILE_MAX + 1))
-    monkeypatch.setattr(envmod, "UNTRACKED_MAX_FILES", 2)
+    (repo / "huge.txt").write_text("x" * (git_state.UNTRACKED_FILE_MAX + 1))
+    monkeypatch.setattr(git_state, "UNTRACKED_MAX_FILES", 2)
     doc, patch = collect(disable_code=False, cwd=str(repo), argv=["x"])
     reasons = {o["path"]: o["reason"] for o in doc["git"]["omitted"]}
     assert reasons["data.bin"] == "untracked binary file"
@@ -294,7 +294,7 @@ def test_untracked_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_untracked_examined_at_most(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo(tmp_path)
-    monkeypatch.setattr(envmod, "UNTRACKED_EXAMINE_MAX", 1)
+    monkeypatch.setattr(git_state, "UNTRACKED_EXAMINE_MAX", 1)
     doc, _ = collect(disable_code=False, cwd=str(repo), argv=["x"])
     assert doc["git"]["untracked_in_patch"] == 1
     assert [o["reason"].startswith("not examined") for o in doc["git"]["omitted"]] == [True, True]
@@ -333,7 +333,7 @@ def test_git_missing_or_slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         m.setenv("PATH", str(tmp_path / "nowhere"))
         doc, patch = collect(disable_code=False, cwd=str(repo), argv=["x"])
     assert doc["git"] is None and doc["code_reason"] == "git not found" and patch is None
-    monkeypatch.setattr(envmod, "GIT_BUDGET", 0.0)
+    monkeypatch.setattr(git_state, "GIT_BUDGET", 0.0)
     doc, patch = collect(disable_code=False, cwd=str(repo), argv=["x"])
     assert doc["git"] is None and "longer than" in doc["code_reason"] and patch is None
 

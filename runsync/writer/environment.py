@@ -94,13 +94,11 @@ import socket
 import subprocess
 import sys
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..format.atomic import write_atomic
-from . import git_state
 from .git_state import _entry_script, _git
 from .redact import REDACTED, _environment_secrets, _Scrubber, redact_argv, secret_name, strip_url_credentials
 
@@ -391,27 +389,3 @@ def write_environment(stream_dir: Path, incarnation: int, *, disable_code: bool,
         if on_error is not None:
             with contextlib.suppress(Exception):
                 on_error(f"could not record the code and environment: {type(e).__name__}: {e}")
-
-
-# -- git_state's limits, still reachable here ------------------------------------------------------------------
-
-_GIT_LIMITS = frozenset({"GIT_BUDGET", "GIT_CALL_TIMEOUT", "PATCH_MAX", "FILE_DIFF_MAX", "UNTRACKED_FILE_MAX",
-                         "UNTRACKED_TOTAL_MAX", "UNTRACKED_MAX_FILES", "UNTRACKED_EXAMINE_MAX", "OMITTED_LIST_MAX"})
-
-
-class _Module(types.ModuleType):
-    """``environment.GIT_BUDGET`` etc. read and set git_state's limits, where they are used (tests tune them here)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _GIT_LIMITS:
-            return getattr(git_state, name)
-        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _GIT_LIMITS:
-            setattr(git_state, name, value)
-        else:
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Module
