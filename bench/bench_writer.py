@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Performance benchmark for the runsync writer.
 
-    python bench/bench_writer.py            # full run (~1-2 min on 2 cores)
-    python bench/bench_writer.py --quick    # smoke run (~30 s)
+    python bench/bench_writer.py                  # full run (~3-5 min on 2 cores)
+    python bench/bench_writer.py --quick          # smoke run (~1-1.5 min)
+    python bench/bench_writer.py --sidecars-only  # only section 5, sidecars (~2 min; with --quick ~1 min)
 
 Every number is compared with a baseline measured in the same process, in the
 same run, on the same machine. The issue's targets are printed next to each
@@ -17,12 +18,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import json
 import math
 import os
 import platform
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -635,6 +638,265 @@ def bench_flusher(cfg: argparse.Namespace, pool: list[dict], results: dict) -> N
 
 
 # ---------------------------------------------------------------------------
+# 5. sidecars: log() latency with system metrics / console capture / environment on vs off
+# ---------------------------------------------------------------------------
+
+# label, system metrics, system_interval (s), console capture, environment record
+SIDECAR_VARIANTS: list[tuple[str, bool, float, bool, bool]] = [
+    ("all off (baseline)", False, 2.0, False, False),
+    ("all off, again (noise)", False, 2.0, False, False),
+    ("system metrics, default 2 s", True, 2.0, False, False),
+    ("system metrics, 0.05 s", True, 0.05, False, False),
+    ("console capture", False, 2.0, True, False),
+    ("environment record", False, 2.0, False, True),
+    ("all on (defaults)", True, 2.0, True, True),
+]
+SIDECAR_BASELINES = ("all off (baseline)", "all off, again (noise)")
+PRINT_EVERY = 1000  # the loop prints one line every this many steps, in every variant
+SLOW_NS = 50_000  # a log() call slower than this (net) counts as a stall
+
+
+def _onoff(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def time_call_printing(fn: Callable[[Any], Any], pool: list[dict], n: int, every: int, start: int = 0) -> list[int]:
+    """time_call() plus a flushed print() every `every` steps (outside the timed region)."""
+    pc = time.perf_counter_ns
+    out = [0] * n
+    mask = len(pool) - 1
+    for i in range(n):
+        d = pool[i & mask]
+        t0 = pc()
+        fn(d)
+        t1 = pc()
+        out[i] = t1 - t0
+        if i % every == 0:
+            print(f"step {start + i}: train/loss {d['train/loss']:.6f} train/acc {d['train/acc']:.6f}", flush=True)
+    return out
+
+
+def sidecar_child(spec: dict[str, Any]) -> int:
+    """One measurement in a process of its own (run by the parent with --sidecar-child SPEC).
+
+    The sidecars are switched by RUNSYNC_SYSTEM / RUNSYNC_CONSOLE / RUNSYNC_ENVIRONMENT in this
+    process's environment (set by the parent). fds 1 and 2 are files the parent reads afterwards.
+    The result goes to spec["result"] as JSON.
+    """
+    n, warmup, every = spec["calls"], spec["warmup"], PRINT_EVERY
+    pool = make_pool()
+    samples: list[tuple[int, int]] = []  # (start, end) perf_counter_ns of every system sample after init
+    overhead = pct(time_empty(pool, 100_000), (50,))[50]
+    gc.collect()
+    d = spec["dir"]
+    t_init = time.perf_counter_ns()
+    wall_init = time.time()
+    run = runsync.init(project="bench", dir=d, mode="offline",
+                       settings=runsync.Settings(system_interval=spec["system_interval"]))
+    system_mod = sys.modules.get("runsync.writer.system")
+    if system_mod is not None:  # count the sampler's samples (patched after init, so init's imports are timed)
+        sample = system_mod.Sampler.sample
+
+        def counted(self: Any) -> dict[str, float]:
+            t0 = time.perf_counter_ns()
+            try:
+                return sample(self)
+            finally:
+                samples.append((t0, time.perf_counter_ns()))
+        system_mod.Sampler.sample = counted  # type: ignore[method-assign]
+    t_warm = time.perf_counter_ns()
+    time_call_printing(run.log, pool, warmup, every)
+    t_loop = time.perf_counter_ns()
+    lat = time_call_printing(run.log, pool, n, every, start=warmup)
+    t_end = time.perf_counter_ns()
+    run.finish()
+    t_fin = time.perf_counter_ns()
+    run_dir = Path(d) / run.id
+    console_lines = 0
+    for f in sorted((run_dir / "console").glob("*.log")):
+        console_lines += sum(1 for line in f.read_bytes().splitlines() if line.startswith(b"step "))
+    envs = sorted((run_dir / "streams").glob("*/environment.*.json"))
+    loop_samples = [(a, b) for a, b in samples if t_loop <= a < t_end]
+    res = dict(
+        pct={str(q): v for q, v in pct(lat).items()}, overhead=overhead,
+        slow=int(np.count_nonzero(np.asarray(lat, dtype=np.int64) > SLOW_NS + overhead)),
+        init_s=(t_warm - t_init) / 1e9, warm_s=(t_loop - t_warm) / 1e9, loop_s=(t_end - t_loop) / 1e9,
+        finish_s=(t_fin - t_end) / 1e9, steps=warmup + n, printed=len(range(0, warmup, every)) + len(range(0, n, every)),
+        rows=_parquet_rows(run_dir / "history"), console_lines=console_lines,
+        env_docs=len(envs), env_after_init_s=(envs[0].stat().st_mtime - wall_init) if envs else None,
+        loop_start_after_init_s=(t_loop - t_init) / 1e9,
+        samples=len(samples), loop_samples=len(loop_samples),
+        sample_ms=(med([(b - a) / 1e6 for a, b in loop_samples]) if loop_samples else None),
+        system_rows=_parquet_rows(run_dir / "system") if (run_dir / "system").is_dir() else 0,
+    )
+    Path(spec["result"]).write_text(json.dumps(res))
+    return 0
+
+
+def run_sidecar_child(label: str, system: bool, interval: float, console: bool, environment: bool,
+                      calls: int, warmup: int) -> dict[str, Any]:
+    """Start one measurement in a child process; its stdout/stderr go to files, never to this terminal."""
+    work = tmpdir("sidecar")
+    try:
+        spec = dict(label=label, system=system, system_interval=interval, console=console,
+                    environment=environment, calls=calls, warmup=warmup,
+                    dir=os.path.join(work, "runs"), result=os.path.join(work, "result.json"))
+        env = dict(os.environ)
+        for k in ("RUNSYNC_DISABLE_CODE", "RUNSYNC_MODE", "RUNSYNC_REMOTE", "RUNSYNC_DIR", "PYTHONUNBUFFERED"):
+            env.pop(k, None)
+        env.update(RUNSYNC_SILENT="1", RUNSYNC_SYSTEM=_onoff(system), RUNSYNC_CONSOLE=_onoff(console),
+                   RUNSYNC_ENVIRONMENT=_onoff(environment))
+        out_path, err_path = os.path.join(work, "stdout"), os.path.join(work, "stderr")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--sidecar-child", json.dumps(spec)],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, timeout=600,
+                                  check=False)
+        stdout = Path(out_path).read_bytes()
+        stderr = Path(err_path).read_bytes().decode("utf-8", "replace")
+        if proc.returncode != 0 or not os.path.exists(spec["result"]):
+            tail = stderr.strip().splitlines()[-5:]
+            return dict(error=f"{label}: child exited {proc.returncode}: " + " | ".join(tail))
+        res = json.loads(Path(spec["result"]).read_text())
+        res["stdout_lines"] = sum(1 for line in stdout.splitlines() if line.startswith(b"step "))
+        res["stderr"] = stderr.strip()
+        return res
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_sidecars(cfg: argparse.Namespace, results: dict) -> None:
+    n, warmup, reps = cfg.sidecar_calls, cfg.warmup, cfg.sidecar_repeats
+    section(f"5. sidecars: log() latency with system metrics / console capture / environment on vs off "
+            f"({n:,} timed calls x {reps} child processes per row, medians)")
+    qs = (50, 99, 99.9)
+    per: dict[str, list[dict[str, Any]]] = {v[0]: [] for v in SIDECAR_VARIANTS}
+    for r in range(reps):
+        k = r % len(SIDECAR_VARIANTS)  # rotate the order so no variant always runs right after another
+        for label, system, interval, console, environment in SIDECAR_VARIANTS[k:] + SIDECAR_VARIANTS[:k]:
+            progress(f"sidecars repeat {r + 1}/{reps}: {label}")
+            res = run_sidecar_child(label, system, interval, console, environment, n, warmup)
+            if "error" in res:
+                results["errors"].append("sidecars: " + res["error"])
+                note("ERROR " + res["error"])
+                continue
+            per[label].append(res)
+    if any(not v for v in per.values()):
+        note("some rows have no successful measurement; see the errors above")
+        return
+
+    def net(res: dict[str, Any], q: float) -> float:
+        return max(0.0, res["pct"][str(q)] - res["overhead"])
+
+    def agg(items: list[dict[str, Any]]) -> dict[str, float]:
+        out = {q: med([net(x, q) for x in items]) for q in qs}
+        out["wall"] = med([x["loop_s"] / n for x in items])  # seconds per timed-loop iteration
+        out["loop_sps"] = med([n / x["loop_s"] for x in items])
+        out["e2e_sps"] = med([x["steps"] / (x["warm_s"] + x["loop_s"] + x["finish_s"]) for x in items])
+        out["init"] = med([x["init_s"] for x in items])
+        out["finish"] = med([x["finish_s"] for x in items])
+        return out
+
+    A = {label: agg(items) for label, items in per.items()}
+    base = agg(per[SIDECAR_BASELINES[0]] + per[SIDECAR_BASELINES[1]])
+    b1, b2 = A[SIDECAR_BASELINES[0]], A[SIDECAR_BASELINES[1]]
+
+    def noise(key: Any) -> float:
+        return abs(b1[key] - b2[key]) / base[key] if base[key] else 0.0
+
+    tol = max(0.05, noise(50))  # "no measurable change": median within max(5%, baseline-vs-baseline noise)
+
+    def ratio(label: str, key: Any) -> float:
+        return A[label][key] / base[key] if base[key] else float("nan")
+
+    rows = []
+    for label, system, interval, console, environment in SIDECAR_VARIANTS:
+        a = A[label]
+        if label in SIDECAR_BASELINES:
+            verdict = "(baseline)"
+        else:
+            verdict = status(ratio(label, 50) <= 1 + tol)
+        rows.append([label] + [f"{us(a[q]):.3f}" for q in qs]
+                    + [f"{ratio(label, q):.2f}x" for q in qs]
+                    + [f"{a['loop_sps']:,.0f}", f"{ratio(label, 'loop_sps'):.2f}x",
+                       f"{a['e2e_sps']:,.0f}", f"{a['e2e_sps'] / base['e2e_sps']:.2f}x", verdict])
+    print(fmt_table(["sidecars", "median µs", "p99 µs", "p99.9 µs", "median", "p99", "p99.9",
+                     "loop steps/s", "loop", "e2e steps/s", "e2e", "median target"], rows))
+    note(f"µs = net of each child's timer overhead; ratios are against both baseline rows pooled "
+         f"({len(per[SIDECAR_BASELINES[0]]) + len(per[SIDECAR_BASELINES[1]])} children); "
+         f"every variant's loop prints one line every {PRINT_EVERY:,} steps (print(..., flush=True), "
+         f"outside the timed region) to a file the child's fd 1 points at")
+    note(f"noise (baseline run twice, |a - b| / pooled): median {noise(50):.1%}, p99 {noise(99):.1%}, "
+         f"p99.9 {noise(99.9):.1%}, loop wall {noise('wall'):.1%}")
+    note(f"median target: no measurable change = median within +max(5%, noise) = +{tol:.1%} of the baseline")
+    note("loop steps/s = timed calls / timed-loop wall (timer + print included, same in every row); "
+         "e2e steps/s = all steps / (warm-up + timed loop + finish()), init excluded")
+
+    print()
+    crows = []
+    for label, system, interval, console, environment in SIDECAR_VARIANTS:
+        items = per[label]
+        x = items[0]
+        sysinfo = "-"
+        if system:
+            ls = med([i["loop_samples"] for i in items])
+            due = med([i["loop_s"] / interval for i in items])
+            sm = [i["sample_ms"] for i in items if i["sample_ms"] is not None]
+            sysinfo = (f"{ls:.0f} of {due:.0f} due" + (f", {med(sm):.1f} ms each" if sm else "")
+                       + f"; {min(i['system_rows'] for i in items)} values")
+        coninfo = "-"
+        if console:
+            coninfo = f"{min(i['console_lines'] for i in items)}/{x['printed']} lines stored"
+        envinfo = "-"
+        if environment:
+            ea = [i["env_after_init_s"] for i in items if i["env_after_init_s"] is not None]
+            envinfo = (f"written {med(ea) * 1000:.0f} ms after init (timed loop from "
+                       f"{med([i['loop_start_after_init_s'] for i in items]) * 1000:.0f} ms)") if ea else "MISSING"
+        slow = med([i["slow"] * 100_000 / n for i in items])
+        crows.append([label, f"{slow:.0f}", f"{A[label]['init'] * 1000:.0f}", f"{A[label]['finish'] * 1000:.0f}",
+                      sysinfo, coninfo, envinfo])
+    print(fmt_table(["sidecars", f"calls > {us(SLOW_NS):.0f} µs per 100k", "init ms", "finish ms",
+                     "system samples in timed loop", "console log", "environment record"], crows))
+    note("system samples = Sampler.sample() calls begun during the timed loop, of loop time / system_interval due; "
+         "ms each = median wall time of a sample (incl. waiting for the GIL); values = system-table rows "
+         "(one per key and 30 s window, plus the partial window at finish())")
+    note("the saved-files sidecar is present in every row but idle (no run.save()); the run is offline")
+
+    # sanity: everything the children were asked to record is there, and nothing leaked to this terminal
+    for label, system, interval, console, environment in SIDECAR_VARIANTS:
+        for x in per[label]:
+            problems = []
+            if x["rows"] != x["steps"] * len(KEYS10):
+                problems.append(f"history rows {x['rows']:,} != {x['steps'] * len(KEYS10):,}")
+            if x["stdout_lines"] != x["printed"]:
+                problems.append(f"{x['stdout_lines']} of {x['printed']} printed lines reached the child's stdout")
+            if console and x["console_lines"] != x["printed"]:
+                problems.append(f"console log holds {x['console_lines']} of {x['printed']} printed lines")
+            if not console and x["console_lines"]:
+                problems.append("console captured although switched off")
+            if system and not x["system_rows"]:
+                problems.append("no system rows")
+            if not system and (x["samples"] or x["system_rows"]):
+                problems.append("system metrics recorded although switched off")
+            if environment != bool(x["env_docs"]):
+                problems.append(f"environment documents: {x['env_docs']}")
+            if problems:
+                results["errors"].append(f"sidecars: {label}: " + "; ".join(problems))
+                note(f"MISMATCH {label}: " + "; ".join(problems))
+            if x["stderr"]:
+                note(f"{label}: the child wrote to stderr: {x['stderr'].splitlines()[-1][:200]}")
+
+    tgt = []
+    for label in ("system metrics, default 2 s", "system metrics, 0.05 s", "console capture", "all on (defaults)"):
+        tgt.append([f"sidecars: log() median, {label} vs off",
+                    (f"{us(A[label][50]):.3f} vs {us(base[50]):.3f} µs ({ratio(label, 50):.2f}x; "
+                     f"p99 {ratio(label, 99):.2f}x, p99.9 {ratio(label, 99.9):.2f}x)"),
+                    f"no measurable change (≤ +{tol:.0%})", status(ratio(label, 50) <= 1 + tol)])
+    print()
+    print(fmt_table(["target", "measured", "issue target", "status"], tgt))
+    results["sidecars"] = tgt
+
+
+# ---------------------------------------------------------------------------
 
 def header(cfg: argparse.Namespace) -> None:
     import pandas as pd
@@ -659,8 +921,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller workloads (~30 s)")
     ap.add_argument("--repeats", type=int, default=None, help="repeats for latency sections")
-    ap.add_argument("--only", default="1234", help="which sections to run, e.g. 13")
+    ap.add_argument("--only", default="12345", help="which sections to run, e.g. 13")
+    ap.add_argument("--sidecars-only", action="store_true", help="run only section 5 (sidecars), same as --only 5")
+    ap.add_argument("--sidecar-child", default=None, help=argparse.SUPPRESS)  # internal: one section-5 child
     cfg = ap.parse_args(argv)
+    if cfg.sidecar_child is not None:
+        return sidecar_child(json.loads(cfg.sidecar_child))
+    if cfg.sidecars_only:
+        cfg.only = "5"
+    repeats_given = cfg.repeats
     cfg.lat_calls = 200_000
     cfg.warmup = 20_000
     cfg.wandb_calls = 20_000
@@ -671,12 +940,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg.flush_calls = 100_000
         cfg.sample_steps = 500
         cfg.wandb_calls = 5_000
+        cfg.sidecar_calls, cfg.sidecar_repeats = 600_000, repeats_given or 2
     else:
         cfg.repeats = cfg.repeats or 5
         cfg.tput_steps, cfg.tput_repeats = 1_000_000, 3
         cfg.bytes_steps = 500_000
         cfg.flush_calls = 200_000
         cfg.sample_steps = 2_000
+        cfg.sidecar_calls, cfg.sidecar_repeats = 1_200_000, repeats_given or 3
 
     header(cfg)
     pool = make_pool()
@@ -690,9 +961,11 @@ def main(argv: list[str] | None = None) -> int:
         bench_bytes(cfg, results)
     if "4" in cfg.only:
         bench_flusher(cfg, pool, results)
+    if "5" in cfg.only:
+        bench_sidecars(cfg, results)
 
     section("summary against the issue's targets (informational; not pass/fail)")
-    rows = [r for k in ("latency", "throughput", "bytes", "flusher") for r in results.get(k, [])]
+    rows = [r for k in ("latency", "throughput", "bytes", "flusher", "sidecars") for r in results.get(k, [])]
     print(fmt_table(["target", "measured", "issue target", "status"], rows))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     print(f"\n  total benchmark time {time.perf_counter() - t0:.0f} s; load average now {load} "

@@ -82,6 +82,8 @@ import psutil
 
 __all__ = ["GPU_KEYS", "KEYS", "Sampler", "SystemMonitor", "Window", "gpu_inventory"]
 
+_RESCAN_EVERY = 5  # samples between scans for new child processes (10 s at the default interval)
+
 KEYS: tuple[str, ...] = (
     "cpu.percent",
     "load.1m",
@@ -337,10 +339,17 @@ class Sampler:
             rss += root.memory_info().rss
             threads += root.num_threads()
             cpu += root.cpu_percent(interval=None)
-        try:
-            children = root.children(recursive=True)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            children = []
+        # Finding descendants reads /proc/<pid>/stat of every process on the machine (most of a sample's
+        # cost on a busy node): rescan every few samples, and follow the known children in between.
+        self._scan_in = getattr(self, "_scan_in", 0) - 1
+        if self._scan_in <= 0 or not self._procs:
+            self._scan_in = _RESCAN_EVERY
+            try:
+                children = root.children(recursive=True)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                children = []
+        else:
+            children = list(self._procs.values())
         for child in children:
             known = self._procs.get(child.pid)
             p = known if known is not None and known == child else child  # same pid and start time
