@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["write_atomic", "publish_exclusive", "fsync_dir", "tmp_name"]
+__all__ = ["write_atomic", "publish_exclusive", "fsync_dir", "fsync_file", "tmp_name", "temporary"]
 
 
 def tmp_name(final: Path) -> Path:
@@ -44,6 +46,25 @@ def _write_tmp(final: Path, data: bytes, durable: bool) -> Path:
         raise
     os.close(fd)
     return tmp
+
+
+@contextmanager
+def temporary(final: Path) -> Iterator[Path]:
+    """A temp name beside ``final`` (§2.3) for a file written in steps; removed if the block fails."""
+    tmp = tmp_name(final)
+    try:
+        yield tmp
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _unlink_quiet(path: Path) -> None:

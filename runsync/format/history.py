@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import fsync_dir, tmp_name
+from .atomic import fsync_dir, fsync_file, temporary
 from .errors import CorruptFileError
 from .layout import PART_RE
 from .values import ValueType
@@ -233,25 +233,14 @@ def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterabl
     other part-structured tables (media, §13), which share naming and atomicity.
     """
     final = history_dir / part_name(stream, lo, hi)
-    tmp = tmp_name(final)
     meta = {b"runsync.format": FORMAT_VERSION.encode(), b"runsync.stream": stream.encode()}
     items = [tables] if isinstance(tables, pa.Table) else tables
-    try:
+    with temporary(final) as tmp:
         with pq.ParquetWriter(tmp, schema.with_metadata(meta), **(options or _WRITE_OPTS)) as w:
             for t in items:
                 w.write_table(t.replace_schema_metadata(meta), row_group_size=1 << 20)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     fsync_dir(history_dir)
     return Part(stream, lo, hi, final)
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..format.atomic import fsync_dir, tmp_name
+from ..format.atomic import fsync_dir, temporary
 from ..format.files import FILES_DIR, FileEntry, FilesDoc, object_path
 from ..format.manifest import check_rel_path
 from ..format.meta import load_doc, save_doc
@@ -171,10 +171,9 @@ class FileSaver:
         """Copy ``path`` into the object store by content hash, then record it in files.json (§13.5)."""
         objects = self.run_dir / FILES_DIR
         os.makedirs(objects, exist_ok=True)
-        tmp = tmp_name(objects / "object")
         h = hashlib.sha256()
         size = 0
-        try:
+        with temporary(objects / "object") as tmp:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
                 st = os.fstat(src.fileno())
                 while chunk := src.read(_CHUNK):
@@ -191,12 +190,6 @@ class FileSaver:
                 os.makedirs(final.parent, exist_ok=True)
                 os.replace(tmp, final)
                 fsync_dir(final.parent)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
         doc = self._load()
         doc.files.append(FileEntry(name=name, sha256=sha, size=size, mtime=st.st_mtime, time=time.time(),
                                    policy=policy))
