@@ -175,8 +175,10 @@ _CHILD = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c
 
 
 def test_proc_rss_includes_descendants() -> None:
-    """A grandchild holding ~200 MB shows up in proc.rss_bytes (process tree, recursively)."""
-    s = Sampler()
+    """A grandchild holding ~200 MB shows up in proc.rss_bytes (process tree, recursively).
+
+    (rescan_every=1: by default new children are looked for every 5th sample; pytest may have children.)"""
+    s = Sampler(rescan_every=1)
     before = s.sample()["proc.rss_bytes"]
     with subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child:
         assert child.stdin is not None and child.stdout is not None

@@ -241,8 +241,11 @@ class Sampler:
         *,
         gpu: bool = True,
         on_error: Callable[[str], None] | None = None,
+        rescan_every: int = _RESCAN_EVERY,
     ) -> None:
         self.disk_path = os.path.abspath(os.fspath(disk_path))  # a later chdir must not move it
+        self.rescan_every = max(1, rescan_every)
+        self._scan_in = 0
         self.pid = os.getpid() if pid is None else pid
         self.on_error = on_error
         self._gpu_wanted = gpu
@@ -341,9 +344,9 @@ class Sampler:
             cpu += root.cpu_percent(interval=None)
         # Finding descendants reads /proc/<pid>/stat of every process on the machine (most of a sample's
         # cost on a busy node): rescan every few samples, and follow the known children in between.
-        self._scan_in = getattr(self, "_scan_in", 0) - 1
+        self._scan_in -= 1
         if self._scan_in <= 0 or not self._procs:
-            self._scan_in = _RESCAN_EVERY
+            self._scan_in = self.rescan_every
             try:
                 children = root.children(recursive=True)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
