@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import sysconfig
@@ -40,6 +39,7 @@ os.environ.setdefault("RUNSYNC_SILENT", "1")
 os.environ.setdefault("RUNSYNC_CONSOLE", "off")  # the template runs are written by this process: keep its output
 
 import runsync
+from _common import fmt_table, med, note, progress, section, status  # noqa: E402 (bench/ is on sys.path)
 from runsync.format.meta import dump_json
 
 try:
@@ -56,37 +56,6 @@ TEMPLATES = 20  # real runs written with runsync; the rest of the tree are copie
 # ---------------------------------------------------------------------------
 # helpers (same look as bench_writer.py)
 # ---------------------------------------------------------------------------
-
-def status(ok: bool) -> str:
-    return "OK" if ok else "MISS"
-
-
-def fmt_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
-    for r in rows:
-        out.append("  ".join((str(c).rjust(w) if i else str(c).ljust(w)) for i, (c, w) in enumerate(zip(r, widths))))
-    return "\n".join(out)
-
-
-def section(title: str) -> None:
-    print()
-    print("=" * 78)
-    print(title)
-    print("=" * 78, flush=True)
-
-
-def note(msg: str) -> None:
-    print(f"  {msg}", flush=True)
-
-
-def progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
-
 
 def mb(n: float) -> str:
     return f"{n / 1e6:,.0f} MB" if n >= 1e7 else f"{n / 1e6:,.1f} MB"

@@ -19,12 +19,10 @@ import argparse
 import datetime
 import gc
 import json
-import math
 import os
 import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ os.environ.setdefault("RUNSYNC_SILENT", "1")
 import numpy as np  # noqa: E402
 
 import runsync  # noqa: E402
+from _common import fmt_table, med, note, progress, section, status  # noqa: E402 (bench/ is on sys.path)
 
 try:
     import psutil  # runsync depends on it; still optional here
@@ -73,40 +72,6 @@ def us(ns: float) -> float:
 def pct(samples: list[int], qs=(50, 90, 99, 99.9)) -> dict[float, float]:
     a = np.asarray(samples, dtype=np.int64)
     return dict(zip(qs, np.percentile(a, qs).tolist()))
-
-
-def med(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
-def status(ok: bool) -> str:
-    return "OK" if ok else "MISS"
-
-
-def fmt_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    out = []
-    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
-    out.append(line)
-    out.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        out.append("  ".join((str(c).rjust(w) if i else str(c).ljust(w)) for i, (c, w) in enumerate(zip(r, widths))))
-    return "\n".join(out)
-
-
-def section(title: str) -> None:
-    print()
-    print("=" * 78)
-    print(title)
-    print("=" * 78, flush=True)
-
-
-def note(msg: str) -> None:
-    print(f"  {msg}", flush=True)
-
-
-def progress(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
 
 
 class RssSampler:
