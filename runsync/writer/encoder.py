@@ -277,6 +277,17 @@ class Encoder:
             if media and self.media_sink is not None:
                 self.media_sink(seq, s, t, media)  # under the lock: the sink sees media in seq order
 
+    def close(self) -> None:
+        """Refuse further records (finish()): a later log() raises RunFinishedError."""
+        with self.lock:
+            self.closed = True
+
+    def mark_forked(self) -> None:
+        """In a forked child: every call takes the slow path, which refuses it (spec §6.3). No lock:
+        the fork may have copied it held."""
+        self.forked = True
+        self.hold = True
+
     def _check_open(self) -> None:
         if self.terminating:
             # SIGTERM: the final flush is running and the process exits next. Block

@@ -198,8 +198,7 @@ class Run:
 
     def _mark_forked(self) -> None:
         if self._enc is not None:
-            self._enc.forked = True
-            self._enc.hold = True
+            self._enc.mark_forked()
         for sc in self._sidecars:
             sc.mark_forked()
 
@@ -221,8 +220,7 @@ class Run:
         if self._enc is not None and self._flusher is not None:
             if self._enc.forked:
                 return
-            with self._enc.lock:
-                self._enc.closed = True
+            self._enc.close()
             state = State.FINISHED if exit_code == 0 else State.FAILED
             self._stop_sidecars(state, exit_code, self._flusher.settings.finish_timeout)
             self._flusher.stop(state, exit_code, self._flusher.settings.finish_timeout)

@@ -41,8 +41,7 @@ class SystemRecorder:
         if self._forked:
             return
         self.monitor.stop()
-        with self.pipeline.enc.lock:
-            self.pipeline.enc.closed = True
+        self.pipeline.enc.close()
         self.pipeline.flusher.stop(state, exit_code, timeout)
 
     def terminate(self, exit_code: int) -> None:
@@ -51,5 +50,4 @@ class SystemRecorder:
 
     def mark_forked(self) -> None:
         self._forked = True
-        self.pipeline.enc.forked = True
-        self.pipeline.enc.hold = True
+        self.pipeline.enc.mark_forked()
