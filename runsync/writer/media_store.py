@@ -132,7 +132,7 @@ class MediaStore:
             known: set[str] = set()
             for p in list_parts(self.dir):
                 try:
-                    t = pq.read_table(p.path, columns=["sha256", "size", "data"])
+                    t = pq.read_table(p.path, columns=["sha256", "data"])
                 except (OSError, ValueError):
                     continue
                 data = t.column("data")
