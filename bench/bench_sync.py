@@ -614,9 +614,9 @@ def bench_big(cfg: argparse.Namespace, tools: Tools, server: MotoServer, work: P
                      "server CPU s", "push() s"], rows))
     note("MB/s = file size / wall time of the command (start-up, hashing and multipart commit included)")
     note("the file is a saved-file object (files/sha256/<aa>/<sha256>, as run.save() writes it): its name is its "
-         "hash, so runsync sends it without hashing it again (push --verify re-hashes); uploaded with s3fs "
-         "put_file: multipart in 8 MiB parts, 4 in flight (runsync's S3 setting); aws s3 cp uses 8 MiB "
-         f"parts, {tools.jobs} in flight")
+         "hash, so runsync sends it without hashing it again (push --verify re-hashes); uploaded by "
+         "runsync/syncer/s3_multipart.py through s3fs's client: 8 MiB parts, a window of 4 in flight, a CRC32 per "
+         f"part; aws s3 cp uses 8 MiB parts with CRC32s, {tools.jobs} in flight")
     note("the file was just written, so both tools read it from the page cache")
     tgt = []
     if "aws" in rate:

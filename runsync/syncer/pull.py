@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,17 +20,9 @@ __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
 
 def remote_runs(remote: Remote) -> list[str]:
     """Run ids on ``remote``: directories holding a committed manifest."""
-    remote.check_root()
     # A read, not exists(): some filesystems (HTTP) answer exists() False on any error, which would
     # drop a run silently; a read raises (and retries) on errors and returns None only when absent.
-    return [n for n in remote.listdir() if ID_RE.match(n) and remote.read(f"{n}/{MANIFEST}") is not None]
-
-
-def _manifest(remote: Remote, run_id: str) -> Manifest:
-    raw = remote.read(f"{run_id}/{MANIFEST}")
-    if raw is None:
-        raise FormatError(f"no committed manifest for run {run_id}", remote.display)
-    return parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}")
+    return [n for n in _listed(remote) if remote.read(f"{n}/{MANIFEST}") is not None]
 
 
 def _source_of(remote: Remote, run_id: str, rel: str, sha: str) -> str:
@@ -69,9 +63,53 @@ def _previous(run_dir: Path) -> dict[str, tuple[str, int]]:
     return {rel: (e.sha256, e.size) for rel, e in m.files.items()}
 
 
+Progress = Callable[[str, str, Any], None]  # (run id, outcome, result so far), as push() reports
+
+
+def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, progress: Progress | None,
+              work: Callable[[str, Manifest, ThreadPoolExecutor], str]) -> None:
+    """Run ``work(run_id, manifest, files_pool)`` for each run, ``jobs`` runs at a time; a failing run is
+    listed in ``res.failures`` and never stops the others. Listed directories without a committed
+    manifest are not runs (yet) and are passed over; a run asked for by id must have one."""
+    ids = run_ids or _listed(remote)
+    res.runs = len(ids)
+    lock = threading.Lock()
+
+    def one(run_id: str) -> str | Exception | None:
+        try:
+            if not ID_RE.match(run_id):
+                raise FormatError(f"invalid run id {run_id!r}")
+            raw = remote.read(f"{run_id}/{MANIFEST}")
+            if raw is None:
+                if not run_ids:
+                    return None
+                raise FormatError(f"no committed manifest for run {run_id}", remote.display)
+            m = parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}")
+            return work(run_id, m, files)
+        except (RemoteError, FormatError, OSError) as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as runs, \
+            ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="runsync-fetch") as files:
+        for run_id, outcome in zip(ids, runs.map(one, ids)):
+            with lock:
+                if outcome is None:
+                    res.runs -= 1
+                    continue
+                if isinstance(outcome, Exception):
+                    res.failures.append((run_id, str(outcome)))
+            if progress is not None:
+                progress(run_id, "failed" if isinstance(outcome, Exception) else outcome, res)
+
+
+def _listed(remote: Remote) -> list[str]:
+    remote.check_root()
+    return [n for n in remote.listdir() if ID_RE.match(n)]
+
+
 def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
          only: Callable[[str], bool] | None = None, trust_previous: bool = False,
-         prune: bool = False) -> PullResult:
+         prune: bool = False, jobs: int = 4, progress: Progress | None = None) -> PullResult:
     """Copy runs from ``remote`` into ``dest``: every file checked against its hash.
 
     Paths come only from validated manifest entries and are resolved inside the
@@ -79,50 +117,56 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
     selects run-relative paths (e.g. documents only). ``trust_previous`` skips a
     file that the previous pull's manifest names with the same hash and that has
     the same size (a cache runsync alone writes); ``prune`` removes files of the
-    local copy that the manifest no longer names (parts merged away).
+    local copy that the manifest no longer names (parts merged away). ``jobs``
+    runs, and as many files, are fetched at a time.
     """
     res = PullResult()
-    ids = run_ids or remote_runs(remote)
     dest = dest.resolve()
-    for run_id in ids:
-        res.runs += 1
+    lock = threading.Lock()
+
+    def fetch(run_id: str, rel: str, sha: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
-            if not ID_RE.match(run_id):
-                raise FormatError(f"invalid run id {run_id!r}")
-            m = _manifest(remote, run_id)
-            run_dir = dest / run_id
-            before = _previous(run_dir) if trust_previous else {}
-            for rel, e in sorted(m.files.items()):
-                if only is not None and not only(rel):
-                    continue
-                target = (run_dir / check_rel_path(rel)).resolve()
-                if not target.is_relative_to(run_dir.resolve()):
-                    raise CorruptFileError(f"manifest path {rel!r} escapes the run directory", remote.display)
-                if before.get(rel) == (e.sha256, e.size) and _size(target) == e.size:
-                    res.skipped += 1
-                    continue
-                if _sha_of_local(target) == e.sha256:
-                    res.skipped += 1
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-                try:
-                    remote.download(_source_of(remote, run_id, rel, e.sha256), str(tmp))
-                    got = _sha_of_local(tmp)
-                    if got != e.sha256:
-                        raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {e.sha256}",
-                                               remote.display)
-                    os.replace(tmp, target)
-                finally:
-                    if tmp.exists():
-                        tmp.unlink()
-                res.files += 1
-                res.bytes += e.size
-            if prune:
-                _prune(run_dir, set(m.files))
-            (run_dir / MANIFEST).write_bytes(m.to_bytes())
-        except (RemoteError, FormatError, OSError) as err:
-            res.failures.append((run_id, str(err)))
+            remote.download(_source_of(remote, run_id, rel, sha), str(tmp))
+            got = _sha_of_local(tmp)
+            if got != sha:
+                raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {sha}", remote.display)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
+        run_dir = dest / run_id
+        before = _previous(run_dir) if trust_previous else {}
+        todo: list[tuple[Future[None], int]] = []
+        skipped = 0
+        for rel, e in sorted(m.files.items()):
+            if only is not None and not only(rel):
+                continue
+            target = (run_dir / check_rel_path(rel)).resolve()
+            if not target.is_relative_to(run_dir.resolve()):
+                raise CorruptFileError(f"manifest path {rel!r} escapes the run directory", remote.display)
+            if (before.get(rel) == (e.sha256, e.size) and _size(target) == e.size) or \
+                    _sha_of_local(target) == e.sha256:
+                skipped += 1
+                continue
+            todo.append((files.submit(fetch, run_id, rel, e.sha256, target), e.size))
+        wait([f for f, _ in todo])
+        done = [(f, n) for f, n in todo if f.exception() is None]
+        with lock:
+            res.skipped += skipped
+            res.files += len(done)
+            res.bytes += sum(n for _, n in done)
+        for f, _ in todo:
+            f.result()  # the first failure fails the run (after every other file landed)
+        if prune:
+            _prune(run_dir, set(m.files))
+        (run_dir / MANIFEST).write_bytes(m.to_bytes())
+        return "pulled" if todo else "up to date"
+
+    _each_run(remote, run_ids, jobs, res, progress, work)
     return res
 
 
@@ -160,27 +204,33 @@ class VerifyResult:
                 "failures": [{"run": r, "error": e} for r, e in self.failures]}
 
 
-def verify(remote: Remote, run_ids: list[str] | None = None) -> VerifyResult:
-    """Recompute every file's hash against its run's manifest."""
+def verify(remote: Remote, run_ids: list[str] | None = None, *, jobs: int = 4,
+           progress: Progress | None = None) -> VerifyResult:
+    """Recompute every file's hash against its run's manifest (``jobs`` runs and files at a time)."""
     res = VerifyResult()
-    for run_id in run_ids or remote_runs(remote):
-        res.runs += 1
-        try:
-            m = _manifest(remote, run_id)
-        except (RemoteError, FormatError) as err:
-            res.failures.append((run_id, str(err)))
-            continue
-        for rel, e in sorted(m.files.items()):
-            res.files += 1
-            places = [_source_of(remote, run_id, rel, e.sha256)]
-            if is_replaced(rel):  # and the run-path copy direct readers use (spec §12.1.2)
-                places.append(f"{run_id}/{rel}")
-            for src in dict.fromkeys(places):
-                got = remote.sha256(src)
-                if got is None:
-                    res.missing.append((run_id, rel))
-                    break
-                if got != e.sha256:
-                    res.corrupt.append((run_id, rel))
-                    break
+    lock = threading.Lock()
+
+    def check(run_id: str, rel: str, sha: str) -> str | None:
+        """"missing", "corrupt" or None (good) for one manifest entry."""
+        places = [_source_of(remote, run_id, rel, sha)]
+        if is_replaced(rel):  # and the run-path copy direct readers use (spec §12.1.2)
+            places.append(f"{run_id}/{rel}")
+        for src in dict.fromkeys(places):
+            got = remote.sha256(src)
+            if got is None:
+                return "missing"
+            if got != sha:
+                return "corrupt"
+        return None
+
+    def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
+        entries = sorted(m.files.items())
+        found = list(files.map(lambda item: check(run_id, item[0], item[1].sha256), entries))
+        with lock:
+            res.files += len(entries)
+            res.missing += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == "missing"]
+            res.corrupt += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == "corrupt"]
+        return "PROBLEMS" if any(found) else "verified"
+
+    _each_run(remote, run_ids, jobs, res, progress, work)
     return res

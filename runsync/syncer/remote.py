@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from ..format.errors import RunsyncError
+from . import s3_multipart
 
 __all__ = ["Remote", "RemoteError", "RemoteSetupError", "redact", "RetryPolicy"]
 
@@ -150,7 +151,6 @@ class Remote:
         self.policy = policy or RetryPolicy()
         self._options = dict(storage_options or {})
         self._fs: Any = None
-        self._upload_options: dict[str, Any] = {}
         if "://" not in url:  # a plain path: absolute now, connected (fsspec imported) on first use
             self.url = os.path.abspath(url)
 
@@ -173,9 +173,11 @@ class Remote:
         self._local = isinstance(fs, LocalFileSystem)
         protos = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
         self._atomic_put = any(p in _OBJECT_STORES for p in protos)
-        # S3 multipart: 8 MiB parts, 4 in flight (as aws s3 cp) measured 1.1-2x s3fs's defaults (50 MiB, 10)
-        # on large files against a local S3 server, with a fraction of the memory.
-        self._upload_options = {"chunksize": 8 << 20, "max_concurrency": 4} if "s3" in protos else {}
+        # fsspec's memory filesystem hands every reader the one stored file object (and its position):
+        # concurrent reads there go through cat_file, which copies.
+        self._shared_handles = "memory" in protos
+        # S3 files over one part go through s3_multipart (a window of parts with checksums, as aws s3 cp)
+        self._s3 = fs if "s3" in protos and hasattr(fs, "_call_s3") else None
         self._fs = fs
 
     @property
@@ -281,7 +283,13 @@ class Remote:
         self._put(rel, put)
 
     def upload(self, local_path: str, rel: str) -> None:
-        self._put(rel, lambda target: self.fs.put_file(local_path, target, **self._upload_options))
+        def put(target: str) -> None:
+            fs = self.fs
+            if fs is self._s3 and os.path.getsize(local_path) > s3_multipart.PART_SIZE:
+                s3_multipart.upload(fs, local_path, target)
+            else:
+                fs.put_file(local_path, target)
+        self._put(rel, put)
 
     def _put(self, rel: str, put: Callable[[str], Any]) -> None:
         final = self.path(rel)
@@ -306,10 +314,22 @@ class Remote:
         self._run(f"write {rel}", op)
 
     def download(self, rel: str, local_path: str) -> None:
-        self._run(f"read {rel}", lambda: self.fs.get_file(self.path(rel), local_path))
+        def op() -> None:
+            if self._shared_handles:
+                with open(local_path, "wb") as out:
+                    out.write(self.fs.cat_file(self.path(rel)))
+            else:
+                self.fs.get_file(self.path(rel), local_path)
+        self._run(f"read {rel}", op)
 
     def open(self, rel: str) -> Any:
-        return self.fs.open(self.path(rel), "rb")
+        """A binary file object reading ``rel`` (its own, even where the backend shares handles)."""
+        fs = self.fs
+        if self._shared_handles:
+            import io
+
+            return io.BytesIO(fs.cat_file(self.path(rel)))
+        return fs.open(self.path(rel), "rb")
 
     def sha256(self, rel: str) -> str | None:
         """Content hash of a remote file (downloads it), or None if absent."""
@@ -319,7 +339,7 @@ class Remote:
             try:
                 # HTTP: one streamed GET (a server without Range support cannot serve blocks)
                 kw = {"block_size": 0} if self.read_only else {}
-                with self.fs.open(self.path(rel), "rb", **kw) as f:
+                with (self.open(rel) if self._shared_handles else self.fs.open(self.path(rel), "rb", **kw)) as f:
                     return sha256_file(f)[0]
             except FileNotFoundError:
                 return None
