@@ -15,27 +15,32 @@ from ._common import human, remote_arg, retry_args, storage_arg, storage_options
 
 
 class _Progress:
-    """A progress line on a terminal (runs, files, bytes, rate, ETA); plain lines otherwise."""
+    """A progress line on a terminal (runs, files, bytes, rate, ETA); a plain line per run otherwise."""
 
-    def __init__(self, quiet: bool) -> None:
+    _SAY = {"pushed": "pushed", "unchanged": "unchanged", "checked": "up to date", "failed": "FAILED"}
+
+    def __init__(self, quiet: bool, dry_run: bool = False) -> None:
         self.quiet = quiet
+        self.dry_run = dry_run
         self.tty = sys.stderr.isatty()
         self.t0 = time.monotonic()
         self.done = 0
 
-    def __call__(self, run: str, res: Any) -> None:
+    def __call__(self, run: str, outcome: str, res: Any) -> None:
         if self.quiet:
             return
         self.done += 1
         el = max(1e-6, time.monotonic() - self.t0)
         rate = res.bytes_sent / el
         eta = (res.runs - self.done) * el / self.done
+        failed = f"  {len(res.failures)} failed" if res.failures else ""
         line = (f"{self.done}/{res.runs} runs  {res.files_sent} files  {human(res.bytes_sent)}  "
-                f"{human(rate)}/s  ETA {eta:.0f} s")
+                f"{human(rate)}/s  ETA {eta:.0f} s{failed}")
         if self.tty:
             print(f"\r\033[K{line}", end="" if self.done < res.runs else "\n", file=sys.stderr, flush=True)
         else:
-            print(f"runsync: {run} done ({line})", file=sys.stderr)
+            said = "would push" if self.dry_run and outcome == "pushed" else self._SAY.get(outcome, outcome)
+            print(f"runsync: {run} {said} ({line})", file=sys.stderr)
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -70,7 +75,7 @@ def cmd_push(args: argparse.Namespace) -> int:
                        f"{human(res.bytes_sent)}")
     opts = PushOptions(dry_run=args.dry_run, include=args.include or [], exclude=args.exclude or [],
                        jobs=args.jobs, verify=args.verify)
-    res = push(args.src, remote, opts, _Progress(args.quiet or args.json))
+    res = push(args.src, remote, opts, _Progress(args.quiet or args.json, args.dry_run))
     verb = "would send" if args.dry_run else "sent"
     return _report(args, res, f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged): {verb} "
                    f"{res.files_sent} files, {human(res.bytes_sent)}; {human(res.bytes_deduplicated)} already on "

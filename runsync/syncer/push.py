@@ -38,7 +38,12 @@ from .remote import Remote, RemoteError, RemoteSetupError
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
 
-__all__ = ["PushOptions", "PushResult", "push"]
+__all__ = ["PushOptions", "PushResult", "push", "Progress"]
+
+# What push() tells its progress callback after each run: (run id, outcome, result so far), where the
+# outcome is "pushed" (something committed), "unchanged" (recognised by stat alone), "checked" (looked at,
+# nothing to send) or "failed" (listed in result.failures).
+Progress = Callable[[str, str, "PushResult"], None]
 
 _OBJECT_RE = re.compile(r"^files/sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
 _LIST_FROM = 8  # runs without a record of their last push from which listing the remote once pays
@@ -80,7 +85,7 @@ def _selected(run_id: str, opts: PushOptions) -> bool:
 
 
 class _Pusher:
-    def __init__(self, src: Path, remote: Remote, opts: PushOptions, progress: Callable[[str, PushResult], None]):
+    def __init__(self, src: Path, remote: Remote, opts: PushOptions, progress: Progress):
         self.src = src
         self.remote = remote
         self.opts = opts
@@ -104,12 +109,12 @@ class _Pusher:
                 files = self._source_files(run_dir)
             except (FormatError, OSError) as e:
                 self.result.failures.append((run_dir.name, str(e)))
-                self.progress(run_dir.name, self.result)
+                self.progress(run_dir.name, "failed", self.result)
                 continue
             stats = file_stats(files)
             if not self.opts.verify and self.state.unchanged(run_dir.name, stats):
                 self.result.skipped += 1
-                self.progress(run_dir.name, self.result)
+                self.progress(run_dir.name, "unchanged", self.result)
                 continue
             todo.append((run_dir, files, stats))
         unknown = sum(1 for r, _f, _s in todo if not self.state.committed(r.name))
@@ -119,23 +124,22 @@ class _Pusher:
         with ThreadPoolExecutor(max_workers=max(1, self.opts.jobs)) as pool, \
                 ThreadPoolExecutor(max_workers=max(1, self.opts.jobs), thread_name_prefix="runsync-send") as files:
             self.files_pool = files  # run workers wait on file sends; file sends never wait on runs
-            for (run_dir, _f, _s), err in zip(todo, pool.map(self._push_run_safe, todo)):
-                if err:
-                    self.result.failures.append((run_dir.name, err))
-                self.progress(run_dir.name, self.result)
+            for (run_dir, _f, _s), outcome in zip(todo, pool.map(self._push_run_safe, todo)):
+                if isinstance(outcome, Exception):
+                    self.result.failures.append((run_dir.name, str(outcome)))
+                self.progress(run_dir.name, "failed" if isinstance(outcome, Exception) else outcome, self.result)
         if not self.opts.dry_run and self.state.dirty:
             self.state.save()
         self.result.seconds = time.monotonic() - t0
         return self.result
 
-    def _push_run_safe(self, work: tuple[Path, list[LocalFile], list[tuple[str, int, int, int]]]) -> str | None:
+    def _push_run_safe(self, work: tuple[Path, list[LocalFile], list[tuple[str, int, int, int]]]) -> str | Exception:
         try:
-            self._push_run(*work)
-            return None
+            return "pushed" if self._push_run(*work) else "checked"
         except RemoteSetupError:
             raise  # the same for every run: stop and say it once
         except (RemoteError, FormatError, OSError) as e:
-            return str(e)
+            return e
 
     def _source_files(self, run_dir: Path) -> list[LocalFile]:
         files = run_files(run_dir)
@@ -150,7 +154,8 @@ class _Pusher:
                     files.append(LocalFile(rel, str(p), st.st_size, st.st_mtime_ns, st.st_ino))
         return files
 
-    def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]]) -> None:
+    def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]]) -> bool:
+        """Push one run; whether anything was committed (or would be, in a dry run)."""
         run_id = run_dir.name
         # An unreadable run fails here, alone (its error is listed): run.json and every claim must parse.
         from ..format.liveness import stream_state
@@ -185,7 +190,7 @@ class _Pusher:
         manifest = Manifest(run_id=run_id, files=entries)
         committed = {p: [e.size, e.sha256] for p, e in entries.items()}
         if self.opts.dry_run:
-            return
+            return sent
         changed = sent or {p: tuple(v) for p, v in committed.items()} != old
         if changed:
             self.remote.write(f"{run_id}/{MANIFEST}", manifest.to_bytes())  # the commit (spec §12.3)
@@ -204,6 +209,7 @@ class _Pusher:
                 self.result.runs_pushed += 1
         with self.lock:  # a first commit raced by another pusher is re-checked by the next push
             self.state.record(run_id, hashes, committed, stats, trusted=not first)
+        return bool(changed or refresh)
 
     def _put_at_run_path(self, run_id: str, f: LocalFile, data: bytes, size: int) -> bool:
         self._put(f"{run_id}/{f.rel}", f, data, size)
@@ -300,7 +306,7 @@ class _Pusher:
 
 
 def push(src: str | Path, remote: Remote, opts: PushOptions | None = None,
-         progress: Callable[[str, PushResult], None] = lambda run, res: None) -> PushResult:
+         progress: Progress = lambda run, outcome, res: None) -> PushResult:
     """Push the run directory ``src``, or every run under it, to ``remote``."""
     src = Path(src)
     if not src.is_dir():
