@@ -692,3 +692,22 @@ def test_one_unreadable_run_does_not_stop_the_others(root: Path, tmp_path: Path,
     assert doc["runs"] == 3 and doc["runs_pushed"] == 2
     assert sorted(remote_runs(Remote(str(dest)))) == ["run-a", "run-c"]
     assert verify(Remote(str(dest))).ok
+
+
+def test_progress_lines_say_what_happened_to_each_run(root: Path, tmp_path: Path) -> None:
+    """Not a TTY: one line per run saying pushed / unchanged / FAILED (a failing run is never 'done')."""
+    for run_id in ("run-a", "run-b"):
+        make_run(root, run_id, steps=5)
+    dest = tmp_path / "remote"
+    p = run_cli("push", root, dest, "--include", "run-a")
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^runsync: run-a pushed \(1/1 runs ", p.stderr, re.M), p.stderr
+    (root / "run-b" / "run.json").write_bytes(b'{"truncated": ')
+    p = run_cli("push", root, dest)
+    assert p.returncode == 1
+    assert re.search(r"^runsync: run-a unchanged \(", p.stderr, re.M), p.stderr
+    assert re.search(r"^runsync: run-b FAILED \(.*1 failed\)$", p.stderr, re.M), p.stderr
+    p = run_cli("push", root, dest, "--dry-run", "--exclude", "run-b")
+    assert re.search(r"^runsync: run-a unchanged", p.stderr, re.M), p.stderr
+    p = run_cli("pull", dest, tmp_path / "back")
+    assert p.returncode == 0 and re.search(r"^runsync: run-a pulled \(1/1 runs ", p.stderr, re.M), p.stderr

@@ -491,3 +491,18 @@ def test_show_latest_on_a_remote(serve: Callable[..., Server], tmp_path: Path, c
     assert rc == 0 and "(id run-a)" in out, (out, err)  # locally: the newest
     rc, out, err = cli(capsys, "show", "latest", "--dir", f"{serve(tmp_path / 'www').url}/runs")
     assert rc == 0 and "(id run-a)" in out, (out, err)
+
+
+def test_reading_a_server_that_is_down_fails_in_seconds(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A reader is a person waiting: connection refused fails after a few quick retries, with the reason."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(runsync.RunsyncError, match="(?i)connect|refused"):
+        runsync.open_run(f"http://127.0.0.1:{port}/runs/run-a")
+    assert time.monotonic() - t0 < 30
+    rc, out, err = cli(capsys, "ls", f"http://127.0.0.1:{port}/runs")
+    assert rc != 0 and "Traceback" not in err and "127.0.0.1" in err, err

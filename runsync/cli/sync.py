@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..format.errors import RunsyncError
 from ._common import human, remote_arg, retry_args, storage_arg, storage_options, table
@@ -17,11 +17,13 @@ from ._common import human, remote_arg, retry_args, storage_arg, storage_options
 class _Progress:
     """A progress line on a terminal (runs, files, bytes, rate, ETA); a plain line per run otherwise."""
 
-    _SAY = {"pushed": "pushed", "unchanged": "unchanged", "checked": "up to date", "failed": "FAILED"}
+    _SAY = {"checked": "up to date", "failed": "FAILED"}
 
-    def __init__(self, quiet: bool, dry_run: bool = False) -> None:
+    def __init__(self, quiet: bool, dry_run: bool = False,
+                 counts: Callable[[Any], tuple[int, int]] = lambda r: (r.files_sent, r.bytes_sent)) -> None:
         self.quiet = quiet
         self.dry_run = dry_run
+        self.counts = counts  # (files, bytes) moved so far, from the command's result
         self.tty = sys.stderr.isatty()
         self.t0 = time.monotonic()
         self.done = 0
@@ -31,10 +33,11 @@ class _Progress:
             return
         self.done += 1
         el = max(1e-6, time.monotonic() - self.t0)
-        rate = res.bytes_sent / el
-        eta = (res.runs - self.done) * el / self.done
+        files, nbytes = self.counts(res)
+        rate = nbytes / el
+        eta = max(0, res.runs - self.done) * el / self.done
         failed = f"  {len(res.failures)} failed" if res.failures else ""
-        line = (f"{self.done}/{res.runs} runs  {res.files_sent} files  {human(res.bytes_sent)}  "
+        line = (f"{self.done}/{res.runs} runs  {files} files  {human(nbytes)}  "
                 f"{human(rate)}/s  ETA {eta:.0f} s{failed}")
         if self.tty:
             print(f"\r\033[K{line}", end="" if self.done < res.runs else "\n", file=sys.stderr, flush=True)
@@ -100,7 +103,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from ..syncer import Remote, pull
 
     remote = Remote(remote_arg(args.remote), policy=_policy(args), storage_options=storage_options(args))
-    res = pull(remote, Path(args.dir), args.run or None)
+    res = pull(remote, Path(args.dir), args.run or None, jobs=args.jobs,
+               progress=_Progress(args.quiet or args.json, counts=lambda r: (r.files, r.bytes)))
     return _report(args, res, f"{res.runs} runs: {res.files} files ({human(res.bytes)}) copied, "
                    f"{res.skipped} already here")
 
@@ -109,7 +113,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..syncer import Remote, verify
 
     remote = Remote(args.target, policy=_policy(args), storage_options=storage_options(args))
-    res = verify(remote, args.run or None)
+    res = verify(remote, args.run or None, jobs=args.jobs,
+                 progress=_Progress(args.quiet or args.json, counts=lambda r: (r.files, 0)))
     if args.json:
         print(json.dumps(res.as_dict(), indent=1))
     else:
@@ -193,7 +198,8 @@ def register(sub: Any) -> None:
     pull.add_argument("dir", help="destination directory of runs")
     pull.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
     pull.add_argument("--json", action="store_true", help="print a JSON summary")
-    pull.add_argument("--quiet", "-q", action="store_true")
+    pull.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    pull.add_argument("--jobs", type=int, default=4, metavar="N", help="runs, and files, fetched in parallel (default 4)")
     retry_args(pull)
     storage_arg(pull)
     pull.set_defaults(func=cmd_pull)
@@ -203,7 +209,9 @@ def register(sub: Any) -> None:
                          "report missing or corrupt files; exit status 1 if any.")
     ver.add_argument("target", help="URL or path holding pushed runs")
     ver.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
-    ver.add_argument("--json", action="store_true")
+    ver.add_argument("--json", action="store_true", help="print a JSON report")
+    ver.add_argument("--quiet", "-q", action="store_true", help="no progress lines; only the findings")
+    ver.add_argument("--jobs", type=int, default=4, metavar="N", help="runs, and files, checked in parallel (default 4)")
     retry_args(ver)
     storage_arg(ver)
     ver.set_defaults(func=cmd_verify)

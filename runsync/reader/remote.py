@@ -47,10 +47,12 @@ def _is_document(rel: str) -> bool:
 def fetch_runs(url: str, run_ids: list[str] | None = None, *, documents_only: bool = False,
                storage_options: dict[str, Any] | None = None) -> Path:
     """Bring the committed state of runs under the remote root ``url`` into the cache; return its root."""
-    from ..syncer import Remote
+    from ..syncer import Remote, RetryPolicy
     from ..syncer.pull import pull
 
-    remote = Remote(url, storage_options=storage_options)
+    # Someone waiting on a table or a plot: a server that is down fails in seconds, not minutes (a push's
+    # default policy rides out minutes of outage, which suits an unattended transfer).
+    remote = Remote(url, storage_options=storage_options, policy=RetryPolicy(retries=3, timeout=15.0))
     root = cache_root(url)
     res = pull(remote, root, run_ids, only=_is_document if documents_only else None, trust_previous=True,
                prune=not documents_only)
