@@ -281,3 +281,51 @@ def test_full_disk_report_does_not_flap(tmp_path: Path) -> None:
         full_lines = [line for line in r.stderr.splitlines() if "filesystem is full" in line]
         assert len(full_lines) >= 1, r.stderr
         assert len(full_lines) == 1, f"the full disk was reported {len(full_lines)} times:\n{r.stderr}"
+
+
+RESERVE_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time, runsync
+    root = sys.argv[1]
+    settings = runsync.Settings(flush_interval=0.05, part_interval=60, heartbeat_interval=0.5,
+                                segment_size=256 << 10)
+    run = runsync.init(id="reserved", dir=root, settings=settings, system=False)
+    reserve = os.path.join(root, "reserved", "streams", "main", ".reserve")
+    deadline = time.monotonic() + 10
+    while not (os.path.exists(reserve) and os.path.getsize(reserve) == 65536) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("reserve", os.path.getsize(reserve), flush=True)
+    fd = os.open(os.path.join(root, "ballast"), os.O_WRONLY | os.O_CREAT)
+    try:  # every last byte
+        while True:
+            os.write(fd, b"\\1" * 4096)
+    except OSError:
+        os.close(fd)
+    n = 0
+    for n in range(1, 60001):  # through the current segment and the spare (no new spare fits), into memory
+        run.log({"x": float(n)})
+        if n % 1000 == 0:
+            time.sleep(0.01)
+    run.finish()
+    print("exists", os.path.exists(reserve), flush=True)
+    print(json.dumps({"steps": n}), flush=True)
+    """
+)
+
+
+def test_final_status_is_written_on_a_disk_that_stays_full(tmp_path: Path) -> None:
+    """With no spare segment left to delete and the last part unwritable, the writer's reserve (spec §9.4)
+    still makes room for the last status.json: it says how the run ended and how many rows were dropped."""
+    with tmpfs(tmp_path / "mnt", "4m") as mnt:
+        r = subprocess.run([sys.executable, "-c", RESERVE_CHILD, str(mnt)], env=env_without_runsync(),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "reserve 65536" in r.stdout, r.stdout
+        assert "exists False" in r.stdout, r.stdout
+        steps = json.loads(r.stdout.strip().splitlines()[-1])["steps"]
+        status = json.loads((mnt / "reserved" / "streams" / "main" / "status.json").read_text())
+        assert status["state"] == "finished", (status, r.stderr)
+        (mnt / "ballast").unlink()
+        stored = runsync.open_run(mnt / "reserved").history()["x"].tolist()
+        assert stored == [float(s) for s in range(1, len(stored) + 1)], "the rows kept are the first ones, in order"
+        assert 0 < status["dropped_rows"] == steps - len(stored), (status, len(stored), r.stderr)

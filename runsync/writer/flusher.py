@@ -146,13 +146,41 @@ class Flusher:
         GIL; falling behind would push the writer onto a non-durable memory
         segment, which a kill -9 would lose.
         """
+        reserve = True
         while not self._alloc_stop:
             try:
                 self._fill_spares()
             except Exception as e:  # never let the thread die silently
                 self.reporter.problem("alloc", f"segment allocation failed: {type(e).__name__}: {e}")
+            if reserve:  # after the first spare: that one is what log() is waiting for
+                self._make_reserve()
+                reserve = False
             self._alloc_wake.wait(self.settings.flush_interval)
             self._alloc_wake.clear()
+
+    # Room for the final status.json on a full disk (spec §9.4): a writer-private, dot-named file that
+    # readers and the syncer ignore, deleted to make space for the last status write, and at the end.
+    RESERVE = ".reserve"
+    RESERVE_BYTES = 64 << 10
+
+    def _make_reserve(self) -> None:
+        path = self.stream.dir / self.RESERVE
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size < self.RESERVE_BYTES:
+                    os.posix_fallocate(fd, 0, self.RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except (OSError, AttributeError):
+            pass  # no reserve: the final status write may fail on a full disk, as without one
+
+    def _drop_reserve(self) -> bool:
+        try:
+            os.unlink(self.stream.dir / self.RESERVE)
+            return True
+        except OSError:
+            return False
 
     def _stop_alloc(self) -> None:
         self._stop = True
@@ -346,7 +374,13 @@ class Flusher:
             st.ended = st.heartbeat
             st.exit_code = exit_code
         try:
-            save_doc(st, self.stream.status, durable=state != State.RUNNING)
+            try:
+                save_doc(st, self.stream.status, durable=state != State.RUNNING)
+            except OSError as e:
+                # The last status is what tells readers how the run ended and what was dropped.
+                if state == State.RUNNING or e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._drop_reserve():
+                    raise
+                save_doc(st, self.stream.status, durable=True)
             self._last_status = st.heartbeat
             self._disk_ok("status")
         except OSError as e:
@@ -385,6 +419,7 @@ class Flusher:
                 + (f"; {lost} rows held only in memory (the disk was full) are lost" if lost else "")
             )
         self._write_status(state, exit_code)
+        self._drop_reserve()
 
     # -- problems ------------------------------------------------------------------
     def _disk_problem(self, kind: str, what: str, e: OSError) -> None:
