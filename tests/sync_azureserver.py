@@ -7,30 +7,24 @@ azurite comes from npm: .ci/run installs it into .ci/node/ (``npm install --pref
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sync_sftpserver import wait_for_port
+from sync_servers import Lazy, wait_for_port
 
 # The emulator's one well-known account (public, documented by Microsoft; not a secret).
 ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 _REPO = Path(__file__).resolve().parent.parent
-_lock = threading.Lock()
-_server: Azurite | None = None
-
-
 def connection_string(endpoint: str, key: str = ACCOUNT_KEY) -> str:
     return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};"
             f"BlobEndpoint={endpoint}/{ACCOUNT};")
@@ -74,24 +68,6 @@ def executable() -> str | None:
     return shutil.which("azurite-blob")
 
 
-def azurite() -> Azurite:
-    """The process's azurite (started on first use) with one container created."""
-    global _server
-    with _lock:
-        if _server is None or _server.proc.poll() is not None:
-            _server = _start()
-            atexit.register(_server.stop)
-        return _server
-
-
-def stop_azurite() -> None:
-    global _server
-    with _lock:
-        if _server is not None:
-            _server.stop()
-            _server = None
-
-
 def _start() -> Azurite:
     exe = executable()
     if exe is None:
@@ -126,3 +102,8 @@ def _start() -> Azurite:
     container = "runsync-test"
     BlobServiceClient.from_connection_string(connection_string(endpoint)).create_container(container)
     return Azurite(endpoint, container, proc, workdir)
+
+
+_lazy: Lazy[Azurite] = Lazy(_start)
+azurite = _lazy.get  # the process's server (started on first use)
+stop_azurite = _lazy.stop

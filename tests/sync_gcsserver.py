@@ -14,26 +14,20 @@ Used by tests/test_sync_gcs.py. Not a test module.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import socket
 import subprocess
 import tempfile
-import threading
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_sftpserver import wait_for_port
+from sync_servers import Lazy, wait_for_port
 
 NO_GRPC = {"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
 os.environ.update(NO_GRPC)
-
-_lock = threading.Lock()
-_server: FakeGCS | None = None
-
 
 @dataclass
 class FakeGCS:
@@ -89,24 +83,6 @@ def binary() -> str | None:
     return str(path)
 
 
-def fake_gcs() -> FakeGCS:
-    """The process's emulator (started on first use) with one bucket created."""
-    global _server
-    with _lock:
-        if _server is None or _server.proc.poll() is not None:
-            _server = _start()
-            atexit.register(_server.stop)
-        return _server
-
-
-def stop_fake_gcs() -> None:
-    global _server
-    with _lock:
-        if _server is not None:
-            _server.stop()
-            _server = None
-
-
 def _start() -> FakeGCS:
     exe = binary()
     if exe is None:
@@ -141,3 +117,8 @@ def _start() -> FakeGCS:
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200, resp.status
     return FakeGCS(endpoint, bucket, proc, log)
+
+
+_lazy: Lazy[FakeGCS] = Lazy(_start)
+fake_gcs = _lazy.get  # the process's server (started on first use)
+stop_fake_gcs = _lazy.stop

@@ -12,25 +12,19 @@ The client side is what a user has: ``sftp://runsync@127.0.0.1:<port>/<path>`` t
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sync_servers import Lazy, wait_for_port
+
 USER = "runsync"
-
-_lock = threading.Lock()
-_server: SFTPServer | None = None
-
 
 @dataclass
 class SFTPServer:
@@ -86,39 +80,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     for f in (proc.stdin, proc.stdout):
         if f:
             f.close()
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float, what: str) -> None:
-    """Until a TCP connect to 127.0.0.1:port succeeds (or the process died, or ``timeout`` passed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with code {proc.returncode} before it listened")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s") from None
-            time.sleep(0.05)
-
-
-def sftp_server() -> SFTPServer:
-    """The process's SFTP server (started on first use)."""
-    global _server
-    with _lock:
-        if _server is None or _server.proc.poll() is not None:
-            _server = _start()
-            atexit.register(_server.stop)
-        return _server
-
-
-def stop_sftp_server() -> None:
-    global _server
-    with _lock:
-        if _server is not None:
-            _server.stop()
-            _server = None
 
 
 def _start() -> SFTPServer:
@@ -193,6 +154,11 @@ def _serve(args: argparse.Namespace) -> None:
         listener.close()
 
     asyncio.run(main())
+
+
+_lazy: Lazy[SFTPServer] = Lazy(_start)
+sftp_server = _lazy.get  # the process's server (started on first use)
+stop_sftp_server = _lazy.stop
 
 
 if __name__ == "__main__":
