@@ -107,3 +107,12 @@ def test_push_of_a_run_with_a_large_saved_file_pulls_back_identical(s3: MotoS3, 
     for rel, content in original.items():
         if rel.name != "manifest.json":
             assert (back / "big-run" / rel).read_bytes() == content, rel
+
+
+def test_upload_reports_parts_as_they_arrive(s3: MotoS3, tmp_path: Path) -> None:
+    size = 2 * s3_multipart.PART_SIZE + 7
+    _big(tmp_path / "ckpt.bin", size)
+    heard: list[int] = []
+    Remote(s3.fresh_url(), storage_options=s3.storage_options).upload(str(tmp_path / "ckpt.bin"), "f.bin",
+                                                                       progress=heard.append)
+    assert heard[0] == 0 and heard[-1] == size and heard == sorted(heard) and len(heard) == 4, heard

@@ -711,3 +711,39 @@ def test_progress_lines_say_what_happened_to_each_run(root: Path, tmp_path: Path
     assert re.search(r"^runsync: run-a unchanged", p.stderr, re.M), p.stderr
     p = run_cli("pull", dest, tmp_path / "back")
     assert p.returncode == 0 and re.search(r"^runsync: run-a pulled \(1/1 runs ", p.stderr, re.M), p.stderr
+
+
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_upload_reports_bytes_as_they_move(kind: str, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    url = str(tmp_path / "remote") if kind == "local" else f"memory://progress-{uuid.uuid4().hex[:8]}"
+    heard: list[int] = []
+    Remote(url).upload(str(src), "run-a/files/big.bin", progress=heard.append)
+    assert heard and heard[-1] == 3 << 20 and heard == sorted(heard), heard[:5]
+
+
+def test_progress_line_on_a_terminal(root: Path, tmp_path: Path) -> None:
+    """On a TTY: one line redrawn in place (\\r, erase), ending with a newline and the totals."""
+    import pty
+
+    make_run(root, "run-a", steps=5)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "runsync.cli", "push", str(root), str(tmp_path / "remote")],
+                         stdout=subprocess.PIPE, stderr=slave, env=cli_env(), text=True)
+    os.close(slave)
+    out = p.communicate(timeout=60)[0]
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    os.close(master)
+    err = b"".join(chunks).decode()
+    assert p.returncode == 0, (out, err)
+    assert "\r\x1b[K1/1 runs" in err and err.endswith("\n"), repr(err)
+    assert "done" not in err and "ETA" in err, repr(err)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +16,8 @@ from ._common import human, remote_arg, retry_args, storage_arg, storage_options
 
 
 class _Progress:
-    """A progress line on a terminal (runs, files, bytes, rate, ETA); a plain line per run otherwise."""
+    """A progress line on a terminal (runs, files, bytes, rate, ETA), redrawn twice a second while files
+    move; a plain line per run otherwise. Called from push/pull/verify, partly from worker threads."""
 
     _SAY = {"checked": "up to date", "failed": "FAILED"}
 
@@ -27,23 +29,54 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.t0 = time.monotonic()
         self.done = 0
+        self.res: Any = None
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.ticker: threading.Thread | None = None
 
     def __call__(self, run: str, outcome: str, res: Any) -> None:
         if self.quiet:
             return
-        self.done += 1
+        with self.lock:
+            self.res = res
+            if outcome == "sending":
+                if self.tty and self.ticker is None:
+                    self.ticker = threading.Thread(target=self._tick, name="runsync-progress", daemon=True)
+                    self.ticker.start()
+                return
+            self.done += 1
+            if self.tty:
+                self._draw()
+            else:
+                said = "would push" if self.dry_run and outcome == "pushed" else self._SAY.get(outcome, outcome)
+                print(f"runsync: {run} {said} ({self._line(res)})", file=sys.stderr)
+
+    def _line(self, res: Any) -> str:
         el = max(1e-6, time.monotonic() - self.t0)
         files, nbytes = self.counts(res)
-        rate = nbytes / el
-        eta = max(0, res.runs - self.done) * el / self.done
+        nbytes += getattr(res, "bytes_in_flight", 0)
+        eta = f"ETA {max(0, res.runs - self.done) * el / self.done:.0f} s" if self.done else "ETA ?"
         failed = f"  {len(res.failures)} failed" if res.failures else ""
-        line = (f"{self.done}/{res.runs} runs  {files} files  {human(nbytes)}  "
-                f"{human(rate)}/s  ETA {eta:.0f} s{failed}")
-        if self.tty:
-            print(f"\r\033[K{line}", end="" if self.done < res.runs else "\n", file=sys.stderr, flush=True)
-        else:
-            said = "would push" if self.dry_run and outcome == "pushed" else self._SAY.get(outcome, outcome)
-            print(f"runsync: {run} {said} ({line})", file=sys.stderr)
+        return (f"{self.done}/{res.runs} runs  {files} files  {human(nbytes)}  {human(nbytes / el)}/s  "
+                f"{eta}{failed}")
+
+    def _draw(self) -> None:
+        print(f"\r\033[K{self._line(self.res)}", end="", file=sys.stderr, flush=True)
+
+    def _tick(self) -> None:
+        while not self.stopped.wait(0.5):
+            with self.lock:
+                self._draw()
+
+    def close(self) -> None:
+        """End the line on a terminal (after the last redraw)."""
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join()
+        if self.tty and not self.quiet and self.res is not None:
+            with self.lock:
+                self._draw()
+                print(file=sys.stderr)
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -78,7 +111,11 @@ def cmd_push(args: argparse.Namespace) -> int:
                        f"{human(res.bytes_sent)}")
     opts = PushOptions(dry_run=args.dry_run, include=args.include or [], exclude=args.exclude or [],
                        jobs=args.jobs, verify=args.verify)
-    res = push(args.src, remote, opts, _Progress(args.quiet or args.json, args.dry_run))
+    progress = _Progress(args.quiet or args.json, args.dry_run)
+    try:
+        res = push(args.src, remote, opts, progress)
+    finally:
+        progress.close()
     verb = "would send" if args.dry_run else "sent"
     return _report(args, res, f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged): {verb} "
                    f"{res.files_sent} files, {human(res.bytes_sent)}; {human(res.bytes_deduplicated)} already on "
@@ -103,8 +140,11 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from ..syncer import Remote, pull
 
     remote = Remote(remote_arg(args.remote), policy=_policy(args), storage_options=storage_options(args))
-    res = pull(remote, Path(args.dir), args.run or None, jobs=args.jobs,
-               progress=_Progress(args.quiet or args.json, counts=lambda r: (r.files, r.bytes)))
+    progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, r.bytes))
+    try:
+        res = pull(remote, Path(args.dir), args.run or None, jobs=args.jobs, progress=progress)
+    finally:
+        progress.close()
     return _report(args, res, f"{res.runs} runs: {res.files} files ({human(res.bytes)}) copied, "
                    f"{res.skipped} already here")
 
@@ -113,8 +153,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..syncer import Remote, verify
 
     remote = Remote(args.target, policy=_policy(args), storage_options=storage_options(args))
-    res = verify(remote, args.run or None, jobs=args.jobs,
-                 progress=_Progress(args.quiet or args.json, counts=lambda r: (r.files, 0)))
+    progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, 0))
+    try:
+        res = verify(remote, args.run or None, jobs=args.jobs, progress=progress)
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(res.as_dict(), indent=1))
     else:

@@ -76,6 +76,8 @@ def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, pr
     lock = threading.Lock()
 
     def one(run_id: str) -> str | Exception | None:
+        if progress is not None:
+            progress(run_id, "sending", res)
         try:
             if not ID_RE.match(run_id):
                 raise FormatError(f"invalid run id {run_id!r}")

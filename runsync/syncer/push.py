@@ -42,7 +42,8 @@ __all__ = ["PushOptions", "PushResult", "push", "Progress"]
 
 # What push() tells its progress callback after each run: (run id, outcome, result so far), where the
 # outcome is "pushed" (something committed), "unchanged" (recognised by stat alone), "checked" (looked at,
-# nothing to send) or "failed" (listed in result.failures).
+# nothing to send) or "failed" (listed in result.failures). "sending" comes first, from a worker thread,
+# when a run's push starts (the result then changes while files move: bytes_in_flight).
 Progress = Callable[[str, str, "PushResult"], None]
 
 _OBJECT_RE = re.compile(r"^files/sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
@@ -69,6 +70,7 @@ class PushResult:
     bytes_deduplicated: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    bytes_in_flight: int = 0  # of files still being sent (for progress output; not in as_dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "runs_pushed": self.runs_pushed, "skipped": self.skipped,
@@ -134,6 +136,7 @@ class _Pusher:
         return self.result
 
     def _push_run_safe(self, work: tuple[Path, list[LocalFile], list[tuple[str, int, int, int]]]) -> str | Exception:
+        self.progress(work[0].name, "sending", self.result)
         try:
             return "pushed" if self._push_run(*work) else "checked"
         except RemoteSetupError:
@@ -295,11 +298,21 @@ class _Pusher:
         return True
 
     def _put(self, target: str, f: LocalFile, data: bytes | None, size: int) -> None:
-        if not self.opts.dry_run:
-            if data is not None:
-                self.remote.write(target, data)
-            else:
-                self.remote.upload(str(f.path), target)
+        moved = [0]  # bytes of this file the remote has so far (a retry starts again from 0)
+
+        def progress(n: int) -> None:
+            with self.lock:
+                self.result.bytes_in_flight += n - moved[0]
+                moved[0] = n
+        try:
+            if not self.opts.dry_run:
+                if data is not None:
+                    self.remote.write(target, data)
+                else:
+                    self.remote.upload(str(f.path), target, progress=progress)
+        finally:
+            with self.lock:
+                self.result.bytes_in_flight -= moved[0]
         with self.lock:
             self.result.files_sent += 1
             self.result.bytes_sent += size

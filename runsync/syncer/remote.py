@@ -183,6 +183,7 @@ class Remote:
             raise RemoteSetupError(f"{self.display}: cannot connect ({_describe(e, self.url)}){_hint(e)}") from None
         self._root = root.rstrip("/") or root
         self._local = isinstance(fs, LocalFileSystem)
+        self._plain_fs = fs  # what tests may wrap (remote.fs = ...) is not the filesystem connected here
         protos = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
         self._atomic_put = any(p in _OBJECT_STORES for p in protos)
         # fsspec's memory filesystem hands every reader the one stored file object (and its position):
@@ -298,13 +299,20 @@ class Remote:
                 shutil.copyfileobj(fileobj, out, 1 << 20)
         self._put(rel, put)
 
-    def upload(self, local_path: str, rel: str) -> None:
+    def upload(self, local_path: str, rel: str, progress: Callable[[int], None] | None = None) -> None:
+        """Send a local file to ``rel``; ``progress(n)`` hears how many of its bytes have arrived so far
+        (from 0 again if the upload is retried)."""
+        say = progress or (lambda n: None)
+
         def put(target: str) -> None:
             fs = self.fs
+            say(0)
             if fs is self._s3 and os.path.getsize(local_path) > s3_multipart.PART_SIZE:
-                s3_multipart.upload(fs, local_path, target)
+                s3_multipart.upload(fs, local_path, target, progress=say)
+            elif self._local and fs is self._plain_fs:
+                _copy_file(local_path, target, say)
             else:
-                fs.put_file(local_path, target)
+                fs.put_file(local_path, target, callback=_callback(say))
         self._put(rel, put)
 
     def _put(self, rel: str, put: Callable[[str], Any]) -> None:
@@ -368,3 +376,32 @@ class Remote:
             except FileNotFoundError:
                 pass
         self._run(f"remove {rel}", op)
+
+
+def _callback(say: Callable[[int], None]) -> Any:
+    """An fsspec callback that reports the bytes transferred so far."""
+    from fsspec.callbacks import Callback
+
+    class _Say(Callback):  # type: ignore[misc]
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            say(int(self.value))
+    return _Say()
+
+
+def _copy_file(src: str, dst: str, say: Callable[[int], None], chunk: int = 64 << 20) -> None:
+    """Copy a local file in the kernel (sendfile), a chunk at a time so that progress can be told."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        done = 0
+        while done < size:
+            try:
+                n = os.sendfile(fout.fileno(), fin.fileno(), done, min(chunk, size - done))
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS):
+                    raise
+                fin.seek(done)
+                n = fout.write(fin.read(min(chunk, size - done)))
+            if n == 0:
+                raise OSError(f"{src} shrank while being copied")
+            done += n
+            say(done)

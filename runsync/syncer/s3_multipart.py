@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["PART_SIZE", "WINDOW", "upload"]
@@ -30,14 +31,16 @@ def part_size(size: int, minimum: int = PART_SIZE) -> int:
     return max(minimum, -(-need // (1 << 20)) << 20)
 
 
-def upload(fs: Any, local_path: str, path: str, window: int = WINDOW) -> None:
-    """Upload ``local_path`` to ``path`` on the s3fs filesystem ``fs`` as a multipart upload."""
+def upload(fs: Any, local_path: str, path: str, window: int = WINDOW,
+           progress: Callable[[int], None] = lambda n: None) -> None:
+    """Upload ``local_path`` to ``path`` on the s3fs filesystem ``fs`` as a multipart upload;
+    ``progress(n)`` hears the bytes of the parts sent so far."""
     from fsspec.asyn import sync
 
-    sync(fs.loop, _upload, fs, local_path, path, window)
+    sync(fs.loop, _upload, fs, local_path, path, window, progress)
 
 
-async def _upload(fs: Any, local_path: str, path: str, window: int) -> None:
+async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Callable[[int], None]) -> None:
     bucket, key, _ = fs.split_path(path)
     client = await fs.set_session()
     # Respect a site that turned checksums off (AWS_REQUEST_CHECKSUM_CALCULATION=when_required), e.g.
@@ -52,6 +55,7 @@ async def _upload(fs: Any, local_path: str, path: str, window: int) -> None:
         upload_id = created["UploadId"]
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(max(1, window))
+        sent = [0]
 
         async def send(number: int, offset: int) -> dict[str, Any]:
             async with gate:  # read a part only when it can be sent: at most `window` parts in memory
@@ -60,6 +64,8 @@ async def _upload(fs: Any, local_path: str, path: str, window: int) -> None:
                     raise OSError(f"{local_path} changed size while being uploaded")
                 r = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
                                       PartNumber=number, Body=data, **algo)
+            sent[0] += len(data)
+            progress(sent[0])
             done = {"PartNumber": number, "ETag": r["ETag"]}
             if checksum and r.get("ChecksumCRC32"):
                 done["ChecksumCRC32"] = r["ChecksumCRC32"]
