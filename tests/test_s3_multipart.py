@@ -58,16 +58,19 @@ def test_large_file_is_uploaded_whole_with_part_checksums(s3: MotoS3, tmp_path: 
 def test_failed_upload_is_aborted_and_reported(s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _big(tmp_path / "ckpt.bin", 3 * s3_multipart.PART_SIZE)
     remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
-    real = os.pread
+    real = open
     calls = []
 
-    def failing(fd: int, n: int, off: int) -> bytes:
-        calls.append(off)
-        if off >= s3_multipart.PART_SIZE:
-            raise OSError(5, "Input/output error (injected)")
-        return real(fd, n, off)
+    def failing(path, mode="r", *a, **kw):  # type: ignore[no-untyped-def]
+        f = real(path, mode, *a, **kw)
+        if str(path).endswith("ckpt.bin") and "b" in mode and "r" in mode:
+            calls.append(path)
+            if len(calls) >= 2:
+                f.close()
+                raise OSError(5, "Input/output error (injected)")
+        return f
 
-    monkeypatch.setattr(s3_multipart.os, "pread", failing)
+    monkeypatch.setattr("builtins.open", failing)
     with pytest.raises(RemoteError, match="injected"):
         remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin")
     assert remote.read("files/ckpt.bin") is None

@@ -747,3 +747,27 @@ def test_progress_line_on_a_terminal(root: Path, tmp_path: Path) -> None:
     assert p.returncode == 0, (out, err)
     assert "\r\x1b[K1/1 runs" in err and err.endswith("\n"), repr(err)
     assert "done" not in err and "ETA" in err, repr(err)
+
+
+def test_retry_timeout_counts_time_spent_retrying_not_the_failed_transfer() -> None:
+    """A long transfer that fails late (a big file on a slow link) still gets its retries."""
+    calls: list[float] = []
+
+    def op() -> str:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            time.sleep(0.6)  # longer than the whole timeout
+            raise ConnectionError("reset by peer")
+        return "ok"
+
+    policy = RetryPolicy(retries=3, timeout=0.5, base=0.01, say=lambda m: None)
+    assert policy.run("send big.bin", op) == "ok" and len(calls) == 2
+
+
+def test_dry_run_progress_says_would_push_for_a_changed_run(root: Path, tmp_path: Path) -> None:
+    make_run(root, "run-a", steps=5)
+    dest = tmp_path / "remote"
+    assert run_cli("push", root, dest).returncode == 0
+    resume_run(root, "run-a", steps=3)
+    p = run_cli("push", root, dest, "--dry-run")
+    assert p.returncode == 0 and re.search(r"^runsync: run-a would push \(", p.stderr, re.M), p.stderr

@@ -13,7 +13,8 @@ from typing import Any, Callable
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
 from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, sha256_file, stored_at
-from .remote import Remote, RemoteError
+from .pools import pools
+from .remote import Remote, RemoteError, RemoteSetupError
 
 __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
 
@@ -71,9 +72,8 @@ def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, pr
     """Run ``work(run_id, manifest, files_pool)`` for each run, ``jobs`` runs at a time; a failing run is
     listed in ``res.failures`` and never stops the others. Listed directories without a committed
     manifest are not runs (yet) and are passed over; a run asked for by id must have one."""
-    ids = run_ids or _listed(remote)
+    ids = list(dict.fromkeys(run_ids or _listed(remote)))  # a run named twice is fetched once
     res.runs = len(ids)
-    lock = threading.Lock()
 
     def one(run_id: str) -> str | Exception | None:
         if progress is not None:
@@ -88,18 +88,18 @@ def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, pr
                 raise FormatError(f"no committed manifest for run {run_id}", remote.display)
             m = parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}")
             return work(run_id, m, files)
+        except RemoteSetupError:
+            raise  # the same for every run: stop and say it once
         except (RemoteError, FormatError, OSError) as e:
             return e
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as runs, \
-            ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="runsync-fetch") as files:
-        for run_id, outcome in zip(ids, runs.map(one, ids)):
-            with lock:
-                if outcome is None:
-                    res.runs -= 1
-                    continue
-                if isinstance(outcome, Exception):
-                    res.failures.append((run_id, str(outcome)))
+    with pools(jobs) as (runs, files):
+        for run_id, outcome in zip(ids, runs.map(one, dict.fromkeys(ids))):
+            if outcome is None:
+                res.runs -= 1
+                continue
+            if isinstance(outcome, Exception):
+                res.failures.append((run_id, str(outcome)))
             if progress is not None:
                 progress(run_id, "failed" if isinstance(outcome, Exception) else outcome, res)
 
@@ -144,18 +144,20 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
         before = _previous(run_dir) if trust_previous else {}
         todo: list[tuple[Future[None], int]] = []
         skipped = 0
-        for rel, e in sorted(m.files.items()):
-            if only is not None and not only(rel):
-                continue
-            target = (run_dir / check_rel_path(rel)).resolve()
-            if not target.is_relative_to(run_dir.resolve()):
-                raise CorruptFileError(f"manifest path {rel!r} escapes the run directory", remote.display)
-            if (before.get(rel) == (e.sha256, e.size) and _size(target) == e.size) or \
-                    _sha_of_local(target) == e.sha256:
-                skipped += 1
-                continue
-            todo.append((files.submit(fetch, run_id, rel, e.sha256, target), e.size))
-        wait([f for f, _ in todo])
+        try:
+            for rel, e in sorted(m.files.items()):
+                if only is not None and not only(rel):
+                    continue
+                target = (run_dir / check_rel_path(rel)).resolve()
+                if not target.is_relative_to(run_dir.resolve()):
+                    raise CorruptFileError(f"manifest path {rel!r} escapes the run directory", remote.display)
+                if (before.get(rel) == (e.sha256, e.size) and _size(target) == e.size) or \
+                        _sha_of_local(target) == e.sha256:
+                    skipped += 1
+                    continue
+                todo.append((files.submit(fetch, run_id, rel, e.sha256, target), e.size))
+        finally:
+            wait([f for f, _ in todo])  # a run failing here leaves no download running behind it
         done = [(f, n) for f, n in todo if f.exception() is None]
         with lock:
             res.skipped += skipped

@@ -34,6 +34,7 @@ from ..format.manifest import (
     stored_at,
 )
 from ..format.meta import RunInfo, load_doc
+from .pools import pools
 from .remote import Remote, RemoteError, RemoteSetupError
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
@@ -123,9 +124,8 @@ class _Pusher:
         if unknown >= _LIST_FROM and not self.opts.verify and not self.opts.dry_run:
             # One listing instead of a manifest probe per run (a HEAD and a LIST each on S3).
             self.remote_ids = set(self.remote.listdir())
-        with ThreadPoolExecutor(max_workers=max(1, self.opts.jobs)) as pool, \
-                ThreadPoolExecutor(max_workers=max(1, self.opts.jobs), thread_name_prefix="runsync-send") as files:
-            self.files_pool = files  # run workers wait on file sends; file sends never wait on runs
+        with pools(self.opts.jobs) as (pool, files):
+            self.files_pool = files
             for (run_dir, _f, _s), outcome in zip(todo, pool.map(self._push_run_safe, todo)):
                 if isinstance(outcome, Exception):
                     self.result.failures.append((run_dir.name, str(outcome)))
@@ -192,9 +192,9 @@ class _Pusher:
         sent = any([s.result() for s in sends])  # raises the first failure: no commit
         manifest = Manifest(run_id=run_id, files=entries)
         committed = {p: [e.size, e.sha256] for p, e in entries.items()}
-        if self.opts.dry_run:
-            return sent
         changed = sent or {p: tuple(v) for p, v in committed.items()} != old
+        if self.opts.dry_run:
+            return bool(changed)
         if changed:
             self.remote.write(f"{run_id}/{MANIFEST}", manifest.to_bytes())  # the commit (spec §12.3)
         # After the commit: refresh run-path copies of replaced documents, drop what is gone.
@@ -212,7 +212,7 @@ class _Pusher:
                 self.result.runs_pushed += 1
         with self.lock:  # a first commit raced by another pusher is re-checked by the next push
             self.state.record(run_id, hashes, committed, stats, trusted=not first)
-        return bool(changed or refresh)
+        return bool(changed)
 
     def _put_at_run_path(self, run_id: str, f: LocalFile, data: bytes, size: int) -> bool:
         self._put(f"{run_id}/{f.rel}", f, data, size)
@@ -310,10 +310,12 @@ class _Pusher:
                     self.remote.write(target, data)
                 else:
                     self.remote.upload(str(f.path), target, progress=progress)
-        finally:
+        except BaseException:
             with self.lock:
                 self.result.bytes_in_flight -= moved[0]
-        with self.lock:
+            raise
+        with self.lock:  # one step, so that a progress line never sees the file's bytes twice or not at all
+            self.result.bytes_in_flight -= moved[0]
             self.result.files_sent += 1
             self.result.bytes_sent += size
 

@@ -15,6 +15,7 @@ import re
 import secrets
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,13 +105,14 @@ class RetryPolicy:
     say: Callable[[str], None] = lambda msg: print(f"runsync: {msg}", file=sys.stderr)
 
     def run(self, what: str, fn: Callable[[], T], secret: str = "") -> T:
-        start = time.monotonic()
+        start: float | None = None  # of the retrying: a long transfer that fails late still gets its retries
         attempt = 0
         while True:
             try:
                 return fn()
             except Exception as e:
                 attempt += 1
+                start = time.monotonic() if start is None else start
                 msg = _describe(e, secret)
                 if not is_transient(e):
                     raise RemoteError(f"{what}: {msg}{_hint(e)}") from None
@@ -136,7 +138,28 @@ def _describe(e: BaseException, secret: str) -> str:
     return re.sub(r"://[^/@\s]+:[^/@\s]+@", "://", text)
 
 
+def _known_hosts(protocol: str, display: str) -> dict[str, Any]:
+    """sshfs checks no host key unless told where known hosts are: check them as ssh does, against the
+    user's and the system's known_hosts files (-o known_hosts=null turns checking off)."""
+    import fsspec
+
+    try:
+        if not fsspec.get_filesystem_class(protocol).__module__.startswith("sshfs"):
+            return {}  # fsspec's paramiko backend: it has its own host key policy and no such option
+    except (ImportError, ValueError):
+        return {}
+    files = [f for f in (os.path.expanduser("~/.ssh/known_hosts"), "/etc/ssh/ssh_known_hosts") if os.path.isfile(f)]
+    if files:
+        return {"known_hosts": files}
+    print(f"runsync: warning: no ~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts, so the host key of {display} is "
+          "not checked (add it with ssh-keyscan, or pass -o known_hosts=PATH)", file=sys.stderr)
+    return {}
+
+
 def _hint(e: BaseException) -> str:
+    if "HostKeyNotVerifiable" in f"{type(e).__name__}: {e}" or "Host key is not trusted" in str(e):
+        return (" — the server's host key is not in your known_hosts files: check it, then add it (ssh-keyscan -p "
+                "PORT HOST >> ~/.ssh/known_hosts), or pass -o known_hosts=PATH (-o known_hosts=null: no check)")
     if isinstance(e, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
         return (" — TLS certificate verification failed; if your site uses its own CA, point "
                 "REQUESTS_CA_BUNDLE / SSL_CERT_FILE (and AWS_CA_BUNDLE for S3) at its certificate bundle")
@@ -154,6 +177,7 @@ class Remote:
         self.policy = policy or RetryPolicy()
         self._options = dict(storage_options or {})
         self._fs: Any = None
+        self._connecting = threading.Lock()
         if "://" not in url:  # a plain path: absolute now, connected (fsspec imported) on first use
             self.url = os.path.abspath(url)
 
@@ -166,11 +190,7 @@ class Remote:
         protocol = urlsplit(self.url).scheme if "://" in self.url else "file"
         options = dict(self._options)
         if protocol in ("sftp", "ssh") and "known_hosts" not in options:
-            # sshfs checks no host key unless told where known hosts are; check them as ssh does
-            # (-o known_hosts=null turns checking off, e.g. for a host whose key changes on every boot).
-            known = os.path.expanduser("~/.ssh/known_hosts")
-            if os.path.isfile(known):
-                options["known_hosts"] = known
+            options.update(_known_hosts(protocol, self.display))
         try:
             fs, root = fsspec.core.url_to_fs(self.url, **options)
         except ImportError as e:
@@ -196,13 +216,14 @@ class Remote:
     @property
     def fs(self) -> Any:
         if self._fs is None:
-            self._connect()
+            with self._connecting:  # worker threads may all ask first: one connection, one login
+                if self._fs is None:
+                    self._connect()
         return self._fs
 
     @fs.setter
     def fs(self, value: Any) -> None:  # tests wrap the filesystem
-        if self._fs is None:
-            self._connect()
+        self.fs  # noqa: B018 - connects
         self._fs = value
 
     @property
@@ -389,18 +410,25 @@ def _callback(say: Callable[[int], None]) -> Any:
 
 
 def _copy_file(src: str, dst: str, say: Callable[[int], None], chunk: int = 64 << 20) -> None:
-    """Copy a local file in the kernel (sendfile), a chunk at a time so that progress can be told."""
+    """Copy a local file a chunk at a time, so that progress can be told: in the kernel (sendfile) on
+    Linux, as shutil does, else (or if the filesystem refuses it) through a buffer."""
+    kernel = sys.platform.startswith("linux") and hasattr(os, "sendfile")
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         size = os.fstat(fin.fileno()).st_size
         done = 0
         while done < size:
-            try:
-                n = os.sendfile(fout.fileno(), fin.fileno(), done, min(chunk, size - done))
-            except OSError as e:
-                if e.errno not in (errno.EINVAL, errno.ENOSYS):
-                    raise
+            want = min(chunk if kernel else 8 << 20, size - done)
+            n = 0
+            if kernel:
+                try:
+                    n = os.sendfile(fout.fileno(), fin.fileno(), done, want)
+                except OSError as e:
+                    if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV) or done:
+                        raise
+                    kernel = False
+            if not kernel:
                 fin.seek(done)
-                n = fout.write(fin.read(min(chunk, size - done)))
+                n = fout.write(fin.read(want))
             if n == 0:
                 raise OSError(f"{src} shrank while being copied")
             done += n
