@@ -167,13 +167,15 @@ class Flusher:
         path = self.stream.dir / self.RESERVE
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-            try:
-                if os.fstat(fd).st_size < self.RESERVE_BYTES:
-                    os.posix_fallocate(fd, 0, self.RESERVE_BYTES)
-            finally:
-                os.close(fd)
+        except OSError:
+            return  # no reserve: the final status write may fail on a full disk, as without one
+        try:
+            # Allocated, not just sized: a sparse copy of a crashed run's reserve would hold no room.
+            os.posix_fallocate(fd, 0, self.RESERVE_BYTES)
         except (OSError, AttributeError):
-            pass  # no reserve: the final status write may fail on a full disk, as without one
+            os.unlink(path)  # an empty reserve would only pretend to free room
+        finally:
+            os.close(fd)
 
     def _drop_reserve(self) -> bool:
         try:
