@@ -771,3 +771,22 @@ def test_dry_run_progress_says_would_push_for_a_changed_run(root: Path, tmp_path
     resume_run(root, "run-a", steps=3)
     p = run_cli("push", root, dest, "--dry-run")
     assert p.returncode == 0 and re.search(r"^runsync: run-a would push \(", p.stderr, re.M), p.stderr
+
+
+def test_retry_lines_go_above_the_progress_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from runsync.cli.sync import _Progress
+    from runsync.syncer import PushResult
+
+    p = _Progress(quiet=False)
+    p.tty = True  # as on a terminal
+    res = PushResult(runs=2)
+    p("run-a", "sending", res)
+    p.say("network error (ConnectionError), retrying in 1 s (attempt 1)")
+    res.files_sent, res.bytes_sent = 3, 3000
+    p("run-a", "pushed", res)
+    p.close()
+    err = capsys.readouterr().err
+    assert "\r\x1b[Krunsync: network error (ConnectionError), retrying in 1 s (attempt 1)\n\r\x1b[K0/2 runs" in err, \
+        repr(err)
+    last = err.rsplit("\r\x1b[K", 1)[1]
+    assert last.startswith("1/2 runs  3 files  3.0 KB  ") and last.endswith("\n"), repr(err)

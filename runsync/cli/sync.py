@@ -60,6 +60,15 @@ class _Progress:
         return (f"{self.done}/{res.runs} runs  {files} files  {human(nbytes)}  {human(nbytes / el)}/s  "
                 f"{eta}{failed}")
 
+    def say(self, msg: str) -> None:
+        """A message of its own line, from any thread; the progress line is drawn again below it."""
+        with self.lock:
+            if self.tty and self.res is not None:
+                print(f"\r\033[Krunsync: {msg}", file=sys.stderr)
+                self._draw()
+            else:
+                print(f"runsync: {msg}", file=sys.stderr, flush=True)
+
     def _draw(self) -> None:
         print(f"\r\033[K{self._line(self.res)}", end="", file=sys.stderr, flush=True)
 
@@ -79,12 +88,14 @@ class _Progress:
                 print(file=sys.stderr)
 
 
-def _policy(args: argparse.Namespace) -> Any:
+def _policy(args: argparse.Namespace, progress: _Progress | None = None) -> Any:
     from ..syncer import RetryPolicy
 
     policy = RetryPolicy(retries=args.retries, timeout=args.timeout)
     if getattr(args, "quiet", False):
         policy.say = lambda msg: None
+    elif progress is not None:
+        policy.say = progress.say  # retry lines above the progress line, not through it
     return policy
 
 
@@ -102,7 +113,8 @@ def _report(args: argparse.Namespace, res: Any, line: str) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from ..syncer import PushOptions, Remote, push
 
-    remote = Remote(remote_arg(args.remote), policy=_policy(args), storage_options=storage_options(args))
+    progress = _Progress(args.quiet or args.json, args.dry_run)
+    remote = Remote(remote_arg(args.remote), policy=_policy(args, progress), storage_options=storage_options(args))
     if Path(args.src).is_file():
         from ..syncer.bundle import push_bundle
 
@@ -111,7 +123,6 @@ def cmd_push(args: argparse.Namespace) -> int:
                        f"{human(res.bytes_sent)}")
     opts = PushOptions(dry_run=args.dry_run, include=args.include or [], exclude=args.exclude or [],
                        jobs=args.jobs, verify=args.verify)
-    progress = _Progress(args.quiet or args.json, args.dry_run)
     try:
         res = push(args.src, remote, opts, progress)
     finally:
@@ -139,8 +150,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     from ..syncer import Remote, pull
 
-    remote = Remote(remote_arg(args.remote), policy=_policy(args), storage_options=storage_options(args))
     progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, r.bytes))
+    remote = Remote(remote_arg(args.remote), policy=_policy(args, progress), storage_options=storage_options(args))
     try:
         res = pull(remote, Path(args.dir), args.run or None, jobs=args.jobs, progress=progress)
     finally:
@@ -152,8 +163,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..syncer import Remote, verify
 
-    remote = Remote(args.target, policy=_policy(args), storage_options=storage_options(args))
     progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, 0))
+    remote = Remote(args.target, policy=_policy(args, progress), storage_options=storage_options(args))
     try:
         res = verify(remote, args.run or None, jobs=args.jobs, progress=progress)
     finally:

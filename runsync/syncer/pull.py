@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -94,7 +94,9 @@ def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, pr
             return e
 
     with pools(jobs) as (runs, files):
-        for run_id, outcome in zip(ids, runs.map(one, dict.fromkeys(ids))):
+        running = {runs.submit(one, run_id): run_id for run_id in ids}
+        for done in as_completed(running):  # reported as they finish
+            run_id, outcome = running[done], done.result()
             if outcome is None:
                 res.runs -= 1
                 continue
@@ -102,6 +104,7 @@ def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, pr
                 res.failures.append((run_id, str(outcome)))
             if progress is not None:
                 progress(run_id, "failed" if isinstance(outcome, Exception) else outcome, res)
+    res.failures.sort()
 
 
 def _listed(remote: Remote) -> list[str]:
@@ -237,4 +240,6 @@ def verify(remote: Remote, run_ids: list[str] | None = None, *, jobs: int = 4,
         return "PROBLEMS" if any(found) else "verified"
 
     _each_run(remote, run_ids, jobs, res, progress, work)
+    res.missing.sort()
+    res.corrupt.sort()
     return res

@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -126,10 +126,13 @@ class _Pusher:
             self.remote_ids = set(self.remote.listdir())
         with pools(self.opts.jobs) as (pool, files):
             self.files_pool = files
-            for (run_dir, _f, _s), outcome in zip(todo, pool.map(self._push_run_safe, todo)):
+            running = {pool.submit(self._push_run_safe, work): work[0].name for work in todo}
+            for done in as_completed(running):  # reported as they finish: a slow run holds back no other
+                outcome = done.result()
                 if isinstance(outcome, Exception):
-                    self.result.failures.append((run_dir.name, str(outcome)))
-                self.progress(run_dir.name, "failed" if isinstance(outcome, Exception) else outcome, self.result)
+                    self.result.failures.append((running[done], str(outcome)))
+                self.progress(running[done], "failed" if isinstance(outcome, Exception) else outcome, self.result)
+        self.result.failures.sort()
         if not self.opts.dry_run and self.state.dirty:
             self.state.save()
         self.result.seconds = time.monotonic() - t0
