@@ -516,7 +516,6 @@ def test_credentials_never_printed_or_stored(kind: str, root: Path, tmp_path: Pa
         url = f"http://user:{SECRET}@127.0.0.1:{deny_server}/runs"
     elif kind == "http-closed-port":
         url = f"http://user:{SECRET}@127.0.0.1:{_closed_port()}/runs"
-        commands = ["push"]  # transient: only push has --retries (verify/pull would back off for minutes)
     elif kind == "sftp":
         url = f"sftp://user:{SECRET}@127.0.0.1:{_closed_port()}/runs"
     else:
@@ -525,8 +524,8 @@ def test_credentials_never_printed_or_stored(kind: str, root: Path, tmp_path: Pa
         url = f"s3://user:{SECRET}@bucket/runs"
         env = cli_env(**moto_s3().env)
     assert SECRET not in redact(url) and "user" not in redact(url)
-    argv = {"push": ["push", root, url, "--retries", "0"], "verify": ["verify", url],
-            "pull": ["pull", url, tmp_path / "dest"]}
+    argv = {"push": ["push", root, url, "--retries", "0"], "verify": ["verify", url, "--retries", "0"],
+            "pull": ["pull", url, tmp_path / "dest", "--retries", "0"]}
     procs = {c: subprocess.Popen([sys.executable, "-m", "runsync.cli", *map(str, argv[c])], env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands}
     for c, proc in procs.items():

@@ -130,7 +130,7 @@ def test_host_key_checked_when_known_hosts_given(sftp: SFTPServer, root: Path, t
     make_run(root, "run-a", steps=5)
     url = sftp.fresh_url()
     remote = Remote(url, storage_options={"client_keys": [sftp.client_key], "known_hosts": str(wrong)})
-    with pytest.raises(RemoteSetupError, match=r"cannot connect \(HostKeyNotVerifiable"):
+    with pytest.raises(RemoteSetupError, match=r"cannot connect: HostKeyNotVerifiable"):
         push(root, remote)
     assert not (sftp.root / url.rsplit("/", 1)[-1]).exists()
 
@@ -153,3 +153,21 @@ def test_host_key_checked_against_the_users_known_hosts_by_default(sftp: SFTPSer
         push(root, Remote(url, storage_options={"client_keys": [sftp.client_key]}))
     res = push(root, Remote(url, storage_options={"client_keys": [sftp.client_key], "known_hosts": None}))
     assert not res.failures and remote_runs(Remote(url, storage_options=sftp.storage_options)) == ["run-a"]
+
+
+def test_refused_connection_is_retried_then_reported(tmp_path: Path) -> None:
+    """sshfs connects while it is built: a refused connection there is a network error like any other
+    (retried with backoff), and after the retries one clear setup error, not a traceback per run."""
+    import socket
+
+    from runsync.syncer import RetryPolicy
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    said: list[str] = []
+    remote = Remote(f"sftp://runsync@127.0.0.1:{port}/runs",
+                    policy=RetryPolicy(retries=2, base=0.01, say=said.append))
+    with pytest.raises(RemoteSetupError, match=r"cannot connect: .*gave up after 3 attempts"):
+        remote.listdir()
+    assert len(said) == 2 and all(m.startswith("network error (") for m in said), said

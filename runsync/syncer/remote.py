@@ -191,16 +191,24 @@ class Remote:
         options = dict(self._options)
         if protocol in ("sftp", "ssh") and "known_hosts" not in options:
             options.update(_known_hosts(protocol, self.display))
+        def build() -> tuple[Any, str] | BaseException:
+            try:
+                return fsspec.core.url_to_fs(self.url, **options)  # type: ignore[no-any-return]
+            except (ImportError, ValueError) as e:  # not a network error: said once, below
+                return e
         try:
-            fs, root = fsspec.core.url_to_fs(self.url, **options)
-        except ImportError as e:
+            # A backend that logs in when built (sshfs) meets the network here: a refused or reset
+            # connection is retried like any transfer; a wrong password or host key is not.
+            built = self.policy.run("connect", build, self.url)
+        except RemoteError as e:
+            raise RemoteSetupError(f"{self.display}: cannot {e}") from None
+        if isinstance(built, ImportError):
             extra = _INSTALL_HINT.get(protocol)
             hint = f"pip install 'runsync[{extra}]'" if extra else f"install the fsspec backend for {protocol}://"
-            raise RemoteSetupError(f"{self.display}: no filesystem for {protocol}:// ({e}); {hint}") from None
-        except ValueError as e:
-            raise RemoteSetupError(f"{self.display}: {_describe(e, self.url)}") from None
-        except Exception as e:  # a backend that logs in when built (sshfs): wrong password, refused, host key
-            raise RemoteSetupError(f"{self.display}: cannot connect ({_describe(e, self.url)}){_hint(e)}") from None
+            raise RemoteSetupError(f"{self.display}: no filesystem for {protocol}:// ({built}); {hint}")
+        if isinstance(built, BaseException):
+            raise RemoteSetupError(f"{self.display}: {_describe(built, self.url)}")
+        fs, root = built
         self._root = root.rstrip("/") or root
         self._local = isinstance(fs, LocalFileSystem)
         self._plain_fs = fs  # what tests may wrap (remote.fs = ...) is not the filesystem connected here
