@@ -29,9 +29,8 @@ def _log(msg: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
-def _push_once(run_dir: Path, url: str) -> bool:
+def _push_once(run_dir: Path, remote: Remote) -> bool:
     try:
-        remote = Remote(url, policy=RetryPolicy(retries=3, timeout=60.0, say=_log))
         res = push(run_dir, remote, PushOptions(jobs=2))
     except Exception as e:  # keep going: the network may come back
         _log(f"push failed: {type(e).__name__}: {e}")
@@ -53,15 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
     layout = RunLayout(run_dir)
     _log(f"live sync of {run_dir} started")
+    # One remote for the whole run: one connection (an SSH login, say), not one per push.
+    remote = Remote(args.remote, policy=RetryPolicy(retries=3, timeout=60.0, say=_log))
     next_push = 0.0
     while True:
         state = run_state(layout)
         if state != State.RUNNING:
-            ok = _push_once(run_dir, args.remote)
+            ok = _push_once(run_dir, remote)
             _log(f"run is {state}; final push {'done' if ok else 'incomplete (run `runsync push` later)'}")
             return 0 if ok else 1
         if time.monotonic() >= next_push:
-            _push_once(run_dir, args.remote)
+            _push_once(run_dir, remote)
             next_push = time.monotonic() + args.interval
         time.sleep(0.2)
 
