@@ -22,10 +22,10 @@ class _Progress:
     _SAY = {"checked": "up to date", "failed": "FAILED"}
 
     def __init__(self, quiet: bool, dry_run: bool = False,
-                 counts: Callable[[Any], tuple[int, int]] = lambda r: (r.files_sent, r.bytes_sent)) -> None:
+                 counts: Callable[[Any], tuple[int, int | None]] = lambda r: (r.files_sent, r.bytes_sent)) -> None:
         self.quiet = quiet
         self.dry_run = dry_run
-        self.counts = counts  # (files, bytes) moved so far, from the command's result
+        self.counts = counts  # (files, bytes) moved so far, from the command's result (bytes None: not counted)
         self.tty = sys.stderr.isatty()
         self.t0 = time.monotonic()
         self.done = 0
@@ -54,11 +54,13 @@ class _Progress:
     def _line(self, res: Any) -> str:
         el = max(1e-6, time.monotonic() - self.t0)
         files, nbytes = self.counts(res)
-        nbytes += getattr(res, "bytes_in_flight", 0)
+        moved = ""
+        if nbytes is not None:
+            nbytes += getattr(res, "bytes_in_flight", 0)
+            moved = f"{human(nbytes)}  {human(nbytes / el)}/s  "
         eta = f"ETA {max(0, res.runs - self.done) * el / self.done:.0f} s" if self.done else "ETA ?"
         failed = f"  {len(res.failures)} failed" if res.failures else ""
-        return (f"{self.done}/{res.runs} runs  {files} files  {human(nbytes)}  {human(nbytes / el)}/s  "
-                f"{eta}{failed}")
+        return f"{self.done}/{res.runs} runs  {files} files  {moved}{eta}{failed}"
 
     def say(self, msg: str) -> None:
         """A message of its own line, from any thread; the progress line is drawn again below it."""
@@ -163,7 +165,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..syncer import Remote, verify
 
-    progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, 0))
+    progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, None))
     remote = Remote(args.target, policy=_policy(args, progress), storage_options=storage_options(args))
     try:
         res = verify(remote, args.run or None, jobs=args.jobs, progress=progress)
