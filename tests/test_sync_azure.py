@@ -14,14 +14,11 @@ from typing import Any
 
 import pytest
 from sync_azureserver import ACCOUNT_KEY, Azurite, azurite, connection_string, executable, stop_azurite
+from sync_servers import require
 from sync_util import make_run
 
 pytest.importorskip("adlfs")
-if executable() is None:
-    _why = "azurite is not installed (npm install --prefix .ci/node azurite@3; .ci/run does)"
-    if os.environ.get("CI"):  # CI installs it: a skip there would hide that the Azure tests never ran
-        pytest.fail(_why, pytrace=False)
-    pytest.skip(_why, allow_module_level=True)
+require(executable() is not None, "azurite is not installed (npm install --prefix .ci/node azurite@3; .ci/run does)")
 
 from syncer_conformance import RemoteTests
 

