@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import secrets
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..format.atomic import temporary
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
 from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, sha256_file, stored_at
-from .pools import pools
-from .remote import Remote, RemoteError, RemoteSetupError
+from .pools import Progress, each_run
+from .remote import Remote
 
 __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
 
@@ -64,47 +64,24 @@ def _previous(run_dir: Path) -> dict[str, tuple[str, int]]:
     return {rel: (e.sha256, e.size) for rel, e in m.files.items()}
 
 
-Progress = Callable[[str, str, Any], None]  # (run id, outcome, result so far), as push() reports
-
-
 def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, progress: Progress | None,
               work: Callable[[str, Manifest, ThreadPoolExecutor], str]) -> None:
-    """Run ``work(run_id, manifest, files_pool)`` for each run, ``jobs`` runs at a time; a failing run is
-    listed in ``res.failures`` and never stops the others. Listed directories without a committed
-    manifest are not runs (yet) and are passed over; a run asked for by id must have one."""
+    """``work(run_id, manifest, files_pool)`` for each run (pools.each_run). Listed directories without a
+    committed manifest are not runs (yet) and are passed over; a run asked for by id must have one."""
     ids = list(dict.fromkeys(run_ids or _listed(remote)))  # a run named twice is fetched once
     res.runs = len(ids)
 
-    def one(run_id: str) -> str | Exception | None:
-        if progress is not None:
-            progress(run_id, "sending", res)
-        try:
-            if not ID_RE.match(run_id):
-                raise FormatError(f"invalid run id {run_id!r}")
-            raw = remote.read(f"{run_id}/{MANIFEST}")
-            if raw is None:
-                if not run_ids:
-                    return None
-                raise FormatError(f"no committed manifest for run {run_id}", remote.display)
-            m = parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}")
-            return work(run_id, m, files)
-        except RemoteSetupError:
-            raise  # the same for every run: stop and say it once
-        except (RemoteError, FormatError, OSError) as e:
-            return e
+    def one(run_id: str, files: ThreadPoolExecutor) -> str | None:
+        if not ID_RE.match(run_id):
+            raise FormatError(f"invalid run id {run_id!r}")
+        raw = remote.read(f"{run_id}/{MANIFEST}")
+        if raw is None:
+            if not run_ids:
+                return None
+            raise FormatError(f"no committed manifest for run {run_id}", remote.display)
+        return work(run_id, parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}"), files)
 
-    with pools(jobs) as (runs, files):
-        running = {runs.submit(one, run_id): run_id for run_id in ids}
-        for done in as_completed(running):  # reported as they finish
-            run_id, outcome = running[done], done.result()
-            if outcome is None:
-                res.runs -= 1
-                continue
-            if isinstance(outcome, Exception):
-                res.failures.append((run_id, str(outcome)))
-            if progress is not None:
-                progress(run_id, "failed" if isinstance(outcome, Exception) else outcome, res)
-    res.failures.sort()
+    each_run(ids, one, jobs, res, progress or (lambda run_id, outcome, res: None))
 
 
 def _listed(remote: Remote) -> list[str]:
@@ -131,16 +108,12 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
 
     def fetch(run_id: str, rel: str, sha: str, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
+        with temporary(target) as tmp:
             remote.download(_source_of(remote, run_id, rel, sha), str(tmp))
             got = _sha_of_local(tmp)
             if got != sha:
                 raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {sha}", remote.display)
             os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
 
     def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
         run_dir = dest / run_id

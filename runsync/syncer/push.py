@@ -14,10 +14,10 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..format.errors import FormatError
 from ..format.layout import RUN_JSON, RunLayout
@@ -34,18 +34,12 @@ from ..format.manifest import (
     stored_at,
 )
 from ..format.meta import RunInfo, load_doc
-from .pools import pools
-from .remote import Remote, RemoteError, RemoteSetupError
+from .pools import Progress, each_run
+from .remote import Remote
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
 
 __all__ = ["PushOptions", "PushResult", "push", "Progress"]
-
-# What push() tells its progress callback after each run: (run id, outcome, result so far), where the
-# outcome is "pushed" (something committed), "unchanged" (recognised by stat alone), "checked" (looked at,
-# nothing to send) or "failed" (listed in result.failures). "sending" comes first, from a worker thread,
-# when a run's push starts (the result then changes while files move: bytes_in_flight).
-Progress = Callable[[str, str, "PushResult"], None]
 
 _OBJECT_RE = re.compile(r"^files/sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
 _LIST_FROM = 8  # runs without a record of their last push from which listing the remote once pays
@@ -99,7 +93,6 @@ class _Pusher:
         self.blobs_known: set[str] = set()
         self.blob_locks: dict[str, threading.Lock] = {}
         self.remote_ids: set[str] | None = None  # run directories on the remote, when listed once
-        self.files_pool: ThreadPoolExecutor  # set while run() runs
 
     def run(self) -> PushResult:
         t0 = time.monotonic()
@@ -124,28 +117,15 @@ class _Pusher:
         if unknown >= _LIST_FROM and not self.opts.verify and not self.opts.dry_run:
             # One listing instead of a manifest probe per run (a HEAD and a LIST each on S3).
             self.remote_ids = set(self.remote.listdir())
-        with pools(self.opts.jobs) as (pool, files):
-            self.files_pool = files
-            running = {pool.submit(self._push_run_safe, work): work[0].name for work in todo}
-            for done in as_completed(running):  # reported as they finish: a slow run holds back no other
-                outcome = done.result()
-                if isinstance(outcome, Exception):
-                    self.result.failures.append((running[done], str(outcome)))
-                self.progress(running[done], "failed" if isinstance(outcome, Exception) else outcome, self.result)
-        self.result.failures.sort()
+        # Outcomes: "pushed" (something committed), "checked" (looked at, nothing to send); "unchanged"
+        # (recognised by stat alone) and "failed" were told above.
+        work = {run_dir.name: (run_dir, files, stats) for run_dir, files, stats in todo}
+        each_run(list(work), lambda run_id, pool: "pushed" if self._push_run(*work[run_id], pool) else "checked",
+                 self.opts.jobs, self.result, self.progress)
         if not self.opts.dry_run and self.state.dirty:
             self.state.save()
         self.result.seconds = time.monotonic() - t0
         return self.result
-
-    def _push_run_safe(self, work: tuple[Path, list[LocalFile], list[tuple[str, int, int, int]]]) -> str | Exception:
-        self.progress(work[0].name, "sending", self.result)
-        try:
-            return "pushed" if self._push_run(*work) else "checked"
-        except RemoteSetupError:
-            raise  # the same for every run: stop and say it once
-        except (RemoteError, FormatError, OSError) as e:
-            return e
 
     def _source_files(self, run_dir: Path) -> list[LocalFile]:
         files = run_files(run_dir)
@@ -160,8 +140,10 @@ class _Pusher:
                     files.append(LocalFile(rel, str(p), st.st_size, st.st_mtime_ns, st.st_ino))
         return files
 
-    def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]]) -> bool:
-        """Push one run; whether anything was committed (or would be, in a dry run)."""
+    def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]],
+                  pool: ThreadPoolExecutor) -> bool:
+        """Push one run, its files sent concurrently in ``pool``; whether anything was committed (or would
+        be, in a dry run)."""
         run_id = run_dir.name
         # An unreadable run fails here, alone (its error is listed): run.json and every claim must parse.
         from ..format.liveness import stream_state
@@ -183,14 +165,14 @@ class _Pusher:
             entries[f.rel] = FileEntry(size, sha)
             unchanged = old.get(f.rel) == (size, sha)
             if first and is_replaced(f.rel) and data is not None:
-                sends.append(self.files_pool.submit(self._put_at_run_path, run_id, f, data, size))
+                sends.append(pool.submit(self._put_at_run_path, run_id, f, data, size))
                 continue
             if is_replaced(f.rel) and data is not None and (not unchanged or self._stale_copy(run_id, f.rel, sha, size,
                                                                                                 trusted)):
                 refresh.append((f.rel, data))  # the run-path copy, rewritten after the commit
             if unchanged and not (self.opts.verify and not self._present(run_id, f.rel, sha, size)):
                 continue
-            sends.append(self.files_pool.submit(self._send, run_id, f, data, sha, size))
+            sends.append(pool.submit(self._send, run_id, f, data, sha, size))
         wait(sends)  # every file is there (or failed) before anything else happens
         sent = any([s.result() for s in sends])  # raises the first failure: no commit
         manifest = Manifest(run_id=run_id, files=entries)
