@@ -12,16 +12,17 @@ import json
 import os
 import random
 import re
-import secrets
 import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ..format.atomic import tmp_name
 from ..format.errors import RunsyncError
 from . import s3_multipart
 
@@ -211,14 +212,14 @@ class Remote:
         fs, root = built
         self._root = root.rstrip("/") or root
         self._local = isinstance(fs, LocalFileSystem)
-        self._plain_fs = fs  # what tests may wrap (remote.fs = ...) is not the filesystem connected here
+        self._connected = fs  # what tests may wrap (remote.fs = ...) is not the filesystem connected here
         protos = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
         self._atomic_put = any(p in _OBJECT_STORES for p in protos)
         # fsspec's memory filesystem hands every reader the one stored file object (and its position):
         # concurrent reads there go through cat_file, which copies.
         self._shared_handles = "memory" in protos
         # S3 files over one part go through s3_multipart (a window of parts with checksums, as aws s3 cp)
-        self._s3 = fs if "s3" in protos and hasattr(fs, "_call_s3") else None
+        self._s3 = "s3" in protos and hasattr(fs, "_call_s3")
         self._fs = fs
 
     @property
@@ -335,10 +336,11 @@ class Remote:
 
         def put(target: str) -> None:
             fs = self.fs
+            own = fs is self._connected  # not wrapped: its own upload paths apply
             say(0)
-            if fs is self._s3 and os.path.getsize(local_path) > s3_multipart.PART_SIZE:
+            if own and self._s3 and os.path.getsize(local_path) > s3_multipart.PART_SIZE:
                 s3_multipart.upload(fs, local_path, target, progress=say)
-            elif self._local and fs is self._plain_fs:
+            elif own and self._local:
                 _copy_file(local_path, target, say)
             else:
                 fs.put_file(local_path, target, callback=_callback(say))
@@ -354,7 +356,7 @@ class Remote:
             if self.atomic_put:
                 put(final)
                 return
-            tmp = f"{parent}/.{rel.rsplit('/', 1)[-1]}.{secrets.token_hex(4)}.tmp"
+            tmp = str(tmp_name(PurePosixPath(final)))
             try:
                 put(tmp)
                 self.fs.mv(tmp, final)
@@ -375,14 +377,14 @@ class Remote:
                 self.fs.get_file(self.path(rel), local_path)
         self._run(f"read {rel}", op)
 
-    def open(self, rel: str) -> Any:
+    def open(self, rel: str, **kw: Any) -> Any:
         """A binary file object reading ``rel`` (its own, even where the backend shares handles)."""
         fs = self.fs
         if self._shared_handles:
             import io
 
             return io.BytesIO(fs.cat_file(self.path(rel)))
-        return fs.open(self.path(rel), "rb")
+        return fs.open(self.path(rel), "rb", **kw)
 
     def sha256(self, rel: str) -> str | None:
         """Content hash of a remote file (downloads it), or None if absent."""
@@ -392,7 +394,7 @@ class Remote:
             try:
                 # HTTP: one streamed GET (a server without Range support cannot serve blocks)
                 kw = {"block_size": 0} if self.read_only else {}
-                with (self.open(rel) if self._shared_handles else self.fs.open(self.path(rel), "rb", **kw)) as f:
+                with self.open(rel, **kw) as f:
                     return sha256_file(f)[0]
             except FileNotFoundError:
                 return None

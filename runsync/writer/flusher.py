@@ -173,7 +173,7 @@ class Flusher:
             # Allocated, not just sized: a sparse copy of a crashed run's reserve would hold no room.
             os.posix_fallocate(fd, 0, self.RESERVE_BYTES)
         except (OSError, AttributeError):
-            os.unlink(path)  # an empty reserve would only pretend to free room
+            self._drop_reserve()  # an empty reserve would only pretend to free room
         finally:
             os.close(fd)
 
