@@ -405,6 +405,36 @@ def test_simultaneous_claims_exactly_one_wins(root: Path) -> None:
     assert view.rows().num_rows == 1
 
 
+def test_claim_published_between_check_and_scan_is_not_skipped(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spec §6.1 step 4: a rival's claim that lands after our liveness check must be checked, not jumped over.
+
+    Deterministic form of the race test_simultaneous_claims_exactly_one_wins hits now and then: our
+    check finds no claim, a live rival claims incarnation 0, then we scan. Numbering from the scan's
+    listing would claim incarnation 1 beside a live writer.
+    """
+    from runsync.format.layout import RunLayout
+    from runsync.format.meta import Claim, publish_doc
+    from runsync.writer import claim as claim_mod
+
+    run = RunLayout(root / "race")
+    stream = run.stream("main")
+    real_scan = claim_mod.scan_stream
+
+    def rival_claims_first(run_: RunLayout, stream_: object) -> claim_mod.StreamHistory:
+        if not stream.incarnations():
+            me = claim_mod.psutil.Process()
+            host, boot = claim_mod.host_identity()
+            rival = Claim(stream="main", incarnation=0, host=host, boot_id=boot, pid=me.pid,
+                          pid_start=me.create_time(), time=time.time(), first_seq=0, heartbeat_interval=5.0)
+            assert publish_doc(rival, stream.claim(0))
+        return real_scan(run_, stream_)
+
+    monkeypatch.setattr(claim_mod, "scan_stream", rival_claims_first)
+    with pytest.raises(runsync.StreamClaimedError, match="being written by pid"):
+        claim_mod.claim_stream(run, stream, "race", resume=True, heartbeat_interval=5.0)
+    assert stream.incarnations() == [0]
+
+
 def test_forked_child_exiting_normally_leaves_parent_run_alone(root: Path) -> None:
     """A plain os.fork() child that returns through atexit (like a worker process) must not finish the run."""
     code = f"""

@@ -93,8 +93,13 @@ def claim_stream(
                     f"run {run_id} already has data in stream {stream.name!r}; pass resume=True to append to it, "
                     "or use a different stream or run id"
                 )
+        # The incarnation number comes from the same listing whose latest claim was
+        # just found dead (or absent). Taking it from a later listing would let a
+        # claim published in between be skipped over without its liveness checked.
+        inc = state.incarnation + 1 if state is not None else 0
         history = scan_stream(run, stream)
-        inc = (history.incarnations[-1] + 1) if history.incarnations else 0
+        if history.incarnations and history.incarnations[-1] >= inc:
+            continue  # someone claimed meanwhile: check that claimer's liveness
         claim = Claim(
             stream=stream.name,
             incarnation=inc,
