@@ -90,3 +90,4 @@ def test_wrong_account_key_fails_fast_without_echoing_it(az_server: Azurite, roo
     assert "retrying" not in out, out
     assert wrong not in out and wrong[:16] not in out, out
     assert "check the credentials" in out, out
+    assert "<?xml" not in out and "RequestId" not in out, out  # one line, not the XML body

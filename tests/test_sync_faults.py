@@ -571,6 +571,18 @@ def test_remote_error_messages_strip_credentials(root: Path, tmp_path: Path, for
         assert SECRET not in err and SECRET not in " ".join(said), err
 
 
+def test_multi_line_service_errors_become_one_line(root: Path, tmp_path: Path) -> None:
+    """Azure's errors repeat themselves as an XML body with request ids; a FAILED line keeps message and code."""
+    make_run(root, "run-a", steps=3)
+    text = ("Server failed to authenticate the request.\nRequestId:0916\nTime:2026-11-23T16:46:24Z\n"
+            "ErrorCode:AuthorizationFailure\nContent: <?xml version=\"1.0\"?>\n<Error>\n  <Code>x</Code>\n</Error>")
+    remote = Remote(str(tmp_path / "remote"), policy=RetryPolicy(retries=0))
+    wrap(remote, fault=lambda n, a: (PermissionError(text), False))
+    [(_, err)] = push(root, remote).failures
+    assert "\n" not in err and "<?xml" not in err and "RequestId" not in err, err
+    assert "Server failed to authenticate the request.; ErrorCode:AuthorizationFailure" in err, err
+
+
 # =========================================================================== live and crashed runs
 
 

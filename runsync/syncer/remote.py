@@ -136,7 +136,18 @@ def _describe(e: BaseException, secret: str) -> str:
                     text = text.replace(s, "***")
         except ValueError:
             pass
-    return re.sub(r"://[^/@\s]+:[^/@\s]+@", "://", text)
+    return _one_line(re.sub(r"://[^/@\s]+:[^/@\s]+@", "://", text))
+
+
+_NOISE_LINE = re.compile(r"^(RequestId|Time):")
+
+
+def _one_line(text: str) -> str:
+    """A service's multi-line error (Azure's repeats itself as an XML body, with request ids and times)
+    as one line a person reads: the message and its error code."""
+    text = text.split("\nContent:", 1)[0]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _NOISE_LINE.match(ln.strip())]
+    return "; ".join(lines)
 
 
 def _known_hosts(protocol: str, display: str) -> dict[str, Any]:
