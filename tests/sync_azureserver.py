@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sync_servers import Lazy, wait_for_port
+from sync_servers import Lazy, die_with_parent, wait_for_port
 
 # The emulator's one well-known account (public, documented by Microsoft; not a secret).
 ACCOUNT = "devstoreaccount1"
@@ -79,7 +79,8 @@ def _start() -> Azurite:
         proc = subprocess.Popen(
             [exe, "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence", "--extentMemoryLimit", "512",
              "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"],
-            cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent)  # noqa: PLW1509
     deadline = time.monotonic() + 30
     port = None
     while port is None:

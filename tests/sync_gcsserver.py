@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync_servers import Lazy, wait_for_port
+from sync_servers import Lazy, die_with_parent, wait_for_port
 
 NO_GRPC = {"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
 os.environ.update(NO_GRPC)
@@ -94,7 +94,7 @@ def _start() -> FakeGCS:
         proc = subprocess.Popen(
             [exe, "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
              "-external-url", endpoint, "-public-host", f"127.0.0.1:{port}", "-log-level", "error"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # noqa: PLW1509
         try:
             wait_for_port(port, proc, 15.0, "fake-gcs-server")
         except RuntimeError:

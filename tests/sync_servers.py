@@ -5,7 +5,10 @@ process per test process, started on first use and stopped at exit, and waiting 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import signal
 import socket
+import sys
 import subprocess
 import threading
 import time
@@ -43,6 +46,18 @@ class Lazy(Generic[S]):
             if self._server is not None:
                 self._server.stop()
                 self._server = None
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for an emulator: the kernel kills it when the test process dies, even by SIGKILL,
+    where atexit never runs (Linux; elsewhere a no-op). Resolved before the fork, so the child only calls.
+    The kernel watches the *thread* that started the server: start it from the main thread (fixtures do)."""
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float, what: str) -> None:
