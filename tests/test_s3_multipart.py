@@ -119,3 +119,14 @@ def test_upload_reports_parts_as_they_arrive(s3: MotoS3, tmp_path: Path) -> None
     Remote(s3.fresh_url(), storage_options=s3.storage_options).upload(str(tmp_path / "ckpt.bin"), "f.bin",
                                                                        progress=heard.append)
     assert heard[0] == 0 and heard[-1] == size and heard == sorted(heard) and len(heard) == 4, heard
+
+
+def test_download_reports_bytes_as_they_arrive(s3: MotoS3, tmp_path: Path) -> None:
+    size = 2 * s3_multipart.PART_SIZE + 7
+    _big(tmp_path / "ckpt.bin", size)
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
+    remote.upload(str(tmp_path / "ckpt.bin"), "f.bin")
+    heard: list[int] = []
+    remote.download("f.bin", str(tmp_path / "back.bin"), progress=heard.append)
+    assert (tmp_path / "back.bin").read_bytes() == (tmp_path / "ckpt.bin").read_bytes()
+    assert heard[0] == 0 and heard[-1] == size and heard == sorted(heard) and len(heard) > 2, heard

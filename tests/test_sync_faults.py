@@ -734,6 +734,41 @@ def test_upload_reports_bytes_as_they_move(kind: str, tmp_path: Path) -> None:
     assert heard and heard[-1] == 3 << 20 and heard == sorted(heard), heard[:5]
 
 
+@pytest.mark.parametrize("kind", ["local", "memory"])
+def test_download_reports_bytes_as_they_move(kind: str, tmp_path: Path) -> None:
+    content = os.urandom(3 << 20)
+    url = str(tmp_path / "remote") if kind == "local" else f"memory://progress-{uuid.uuid4().hex[:8]}"
+    remote = Remote(url)
+    remote.write("run-a/files/big.bin", content)
+    heard: list[int] = []
+    remote.download("run-a/files/big.bin", str(tmp_path / "back.bin"), progress=heard.append)
+    assert (tmp_path / "back.bin").read_bytes() == content
+    assert heard and heard[0] == 0 and heard[-1] == 3 << 20 and heard == sorted(heard), heard[:5]
+
+
+def test_pull_counts_each_file_as_it_lands(root: Path, tmp_path: Path) -> None:
+    """The progress line of a pull moves per file (and per byte in flight), not once per run."""
+    make_run(root, "run-a", steps=5)
+    dest = Remote(str(tmp_path / "remote"))
+    assert not push(root, dest).failures
+    seen: list[tuple[int, int]] = []
+    real = dest.download
+
+    def spy(rel: str, local_path: str, progress: Any = None) -> None:
+        seen.append((res_box[0].files, res_box[0].bytes_in_flight))
+        real(rel, local_path, progress=progress)
+
+    res_box: list[Any] = []
+    dest.download = spy  # type: ignore[method-assign]
+
+    def progress(run_id: str, outcome: str, res: Any) -> None:
+        res_box[:] = [res]
+    res = pull(dest, tmp_path / "back", jobs=1, progress=progress)
+    assert not res.failures and res.files >= 3
+    assert [n for n, _ in seen] == list(range(res.files)), seen  # counted one by one as each landed
+    assert res.bytes_in_flight == 0
+
+
 def test_progress_line_on_a_terminal(root: Path, tmp_path: Path) -> None:
     """On a TTY: one line redrawn in place (\\r, erase), ending with a newline and the totals."""
     import pty

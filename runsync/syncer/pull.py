@@ -41,6 +41,7 @@ class PullResult:
     bytes: int = 0
     skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    bytes_in_flight: int = 0  # of files still downloading (for progress; not in as_dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "files": self.files, "bytes": self.bytes, "skipped": self.skipped,
@@ -106,19 +107,37 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
     dest = dest.resolve()
     lock = threading.Lock()
 
-    def fetch(run_id: str, rel: str, sha: str, target: Path) -> None:
+    def fetch(run_id: str, rel: str, sha: str, size: int, target: Path) -> None:
+        """One file, counted in the result as it lands (progress moves per file, and per byte in flight)."""
+        moved = [0]
+
+        def progress(n: int) -> None:
+            with lock:
+                res.bytes_in_flight += n - moved[0]
+                moved[0] = n
         target.parent.mkdir(parents=True, exist_ok=True)
-        with temporary(target) as tmp:
-            remote.download(_source_of(remote, run_id, rel, sha), str(tmp))
-            got = _sha_of_local(tmp)
-            if got != sha:
-                raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {sha}", remote.display)
-            os.replace(tmp, target)
+        landed = False
+        try:
+            with temporary(target) as tmp:
+                remote.download(_source_of(remote, run_id, rel, sha), str(tmp), progress=progress)
+                got = _sha_of_local(tmp)
+                if got != sha:
+                    raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {sha}",
+                                           remote.display)
+                os.replace(tmp, target)
+                landed = True
+        finally:
+            with lock:  # in flight → landed in one step: the progress line never dips
+                res.bytes_in_flight -= moved[0]
+                moved[0] = 0
+                if landed:
+                    res.files += 1
+                    res.bytes += size
 
     def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
         run_dir = dest / run_id
         before = _previous(run_dir) if trust_previous else {}
-        todo: list[tuple[Future[None], int]] = []
+        todo: list[Future[None]] = []
         skipped = 0
         try:
             for rel, e in sorted(m.files.items()):
@@ -131,15 +150,12 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
                         _sha_of_local(target) == e.sha256:
                     skipped += 1
                     continue
-                todo.append((files.submit(fetch, run_id, rel, e.sha256, target), e.size))
+                todo.append(files.submit(fetch, run_id, rel, e.sha256, e.size, target))
         finally:
-            wait([f for f, _ in todo])  # a run failing here leaves no download running behind it
-        done = [(f, n) for f, n in todo if f.exception() is None]
+            wait(todo)  # a run failing here leaves no download running behind it
         with lock:
             res.skipped += skipped
-            res.files += len(done)
-            res.bytes += sum(n for _, n in done)
-        for f, _ in todo:
+        for f in todo:
             f.result()  # the first failure fails the run (after every other file landed)
         if prune:
             _prune(run_dir, set(m.files))

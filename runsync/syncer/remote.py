@@ -379,13 +379,20 @@ class Remote:
                 raise
         self._run(f"write {rel}", op)
 
-    def download(self, rel: str, local_path: str) -> None:
+    def download(self, rel: str, local_path: str, progress: Callable[[int], None] | None = None) -> None:
+        """Fetch ``rel`` into a local file; ``progress(n)`` as in ``upload``."""
+        say = progress or (lambda n: None)
+
         def op() -> None:
+            fs = self.fs
+            say(0)
             if self._shared_handles:
                 with open(local_path, "wb") as out:
-                    out.write(self.fs.cat_file(self.path(rel)))
+                    say(out.write(fs.cat_file(self.path(rel))))
+            elif fs is self._connected and self._local:
+                _copy_file(self.path(rel), local_path, say)
             else:
-                self.fs.get_file(self.path(rel), local_path)
+                fs.get_file(self.path(rel), local_path, callback=_callback(say))
         self._run(f"read {rel}", op)
 
     def open(self, rel: str, **kw: Any) -> Any:
