@@ -14,7 +14,7 @@ pytest.importorskip("s3fs")
 
 from sync_s3server import MotoS3, moto_s3
 
-from runsync.syncer import Remote, RemoteError
+from runsync.syncer import Remote, RemoteError, RetryPolicy
 from runsync.syncer import s3_multipart
 
 
@@ -130,3 +130,53 @@ def test_download_reports_bytes_as_they_arrive(s3: MotoS3, tmp_path: Path) -> No
     remote.download("f.bin", str(tmp_path / "back.bin"), progress=heard.append)
     assert (tmp_path / "back.bin").read_bytes() == (tmp_path / "ckpt.bin").read_bytes()
     assert heard[0] == 0 and heard[-1] == size and heard == sorted(heard) and len(heard) > 2, heard
+
+
+def _flaky_parts(remote: Remote, monkeypatch: pytest.MonkeyPatch, error: Exception, fails: int) -> list[int]:
+    """Make upload_part of part 2 raise ``error`` on its first ``fails`` attempts; returns the part numbers sent."""
+    fs = remote.fs
+    real = fs._call_s3
+    sent: list[int] = []
+
+    async def call(method: str, *args, **kw):  # type: ignore[no-untyped-def]
+        if method == "upload_part":
+            sent.append(kw["PartNumber"])
+            if kw["PartNumber"] == 2 and sent.count(2) <= fails:
+                raise error
+        return await real(method, *args, **kw)
+
+    monkeypatch.setattr(fs, "_call_s3", call)
+    monkeypatch.setattr(s3_multipart, "_backoff", _no_sleep)
+    return sent
+
+
+async def _no_sleep(_attempt: int) -> None:
+    return None
+
+
+def test_a_part_that_meets_a_transient_error_is_sent_again_alone(s3: MotoS3, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short outage costs one part, not the whole file (nor the outer retry of the whole upload)."""
+    data = _big(tmp_path / "ckpt.bin", 3 * s3_multipart.PART_SIZE)
+    said: list[str] = []
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options,
+                    policy=RetryPolicy(retries=0, say=said.append))
+    sent = _flaky_parts(remote, monkeypatch, ConnectionError("Connection reset by peer"), fails=2)
+    heard: list[int] = []
+    remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin", progress=heard.append)
+    assert sorted(sent) == [1, 2, 2, 2, 3], sent
+    assert said == []  # the upload as a whole was not retried
+    assert heard[-1] == len(data) and heard == sorted(heard)
+    assert remote.read("files/ckpt.bin") == data
+
+
+def test_a_part_that_meets_a_permanent_error_fails_the_upload_at_once(s3: MotoS3, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _big(tmp_path / "ckpt.bin", 3 * s3_multipart.PART_SIZE)
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options, policy=RetryPolicy(retries=0))
+    sent = _flaky_parts(remote, monkeypatch, PermissionError("Access Denied"), fails=99)
+    with pytest.raises(RemoteError, match="Access Denied"):
+        remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin")
+    assert sent.count(2) == 1, sent
+    prefix = remote.path("files/ckpt.bin").split("/", 1)[1]
+    assert _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=prefix).get("Uploads", []) == []

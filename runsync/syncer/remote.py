@@ -350,7 +350,7 @@ class Remote:
             own = fs is self._connected  # not wrapped: its own upload paths apply
             say(0)
             if own and self._s3 and os.path.getsize(local_path) > s3_multipart.PART_SIZE:
-                s3_multipart.upload(fs, local_path, target, progress=say)
+                s3_multipart.upload(fs, local_path, target, progress=say, transient=is_transient)
             elif own and self._local:
                 _copy_file(local_path, target, say)
             else:

@@ -8,7 +8,10 @@ a sliding window of parts, and ``ChecksumAlgorithm=CRC32`` so that every part is
 checked on arrival and the object gets a composite checksum cheaply. Measured
 against a local S3 server: 1 GB in 7.3 s instead of 9.8 s (bench/bench_sync.py).
 
-A failed upload is aborted, so no orphaned parts are left (and billed) -- when
+A part that meets a transient error (``transient(e)``, after the client's own
+retries) is sent again by itself, a few times with backoff, before the whole
+upload fails: a short outage costs one part, not the file. A failed upload is
+aborted, so no orphaned parts are left (and billed) -- when
 the abort itself gets through: a kill, or a network that is down, leaves them, so
 a bucket that takes pushes should have a lifecycle rule that aborts incomplete
 multipart uploads after a few days.
@@ -19,14 +22,20 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import os
+import random
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["PART_SIZE", "WINDOW", "upload"]
+__all__ = ["PART_SIZE", "WINDOW", "PART_RETRIES", "upload"]
 
 PART_SIZE = 8 << 20  # as the AWS CLI; at most 10,000 parts, so larger for files over 80 GB
 WINDOW = 4  # parts in flight (and in memory)
+PART_RETRIES = 4  # of one part, on a transient error, before the upload fails (backoff 0.5 s .. 4 s)
 _MAX_PARTS = 10_000
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(min(4.0, 0.5 * 2**attempt) * (0.5 + random.random()))
 
 
 def part_size(size: int, minimum: int = PART_SIZE) -> int:
@@ -36,15 +45,18 @@ def part_size(size: int, minimum: int = PART_SIZE) -> int:
 
 
 def upload(fs: Any, local_path: str, path: str, window: int = WINDOW,
-           progress: Callable[[int], None] = lambda n: None) -> None:
+           progress: Callable[[int], None] = lambda n: None,
+           transient: Callable[[BaseException], bool] = lambda e: False) -> None:
     """Upload ``local_path`` to ``path`` on the s3fs filesystem ``fs`` as a multipart upload;
-    ``progress(n)`` hears the bytes of the parts sent so far."""
+    ``progress(n)`` hears the bytes of the parts sent so far; a part failing with an error
+    ``transient`` accepts is sent again (PART_RETRIES times at most)."""
     from fsspec.asyn import sync
 
-    sync(fs.loop, _upload, fs, local_path, path, window, progress)
+    sync(fs.loop, _upload, fs, local_path, path, window, progress, transient)
 
 
-async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Callable[[int], None]) -> None:
+async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Callable[[int], None],
+                  transient: Callable[[BaseException], bool]) -> None:
     bucket, key, _ = fs.split_path(path)
     client = await fs.set_session()
     # Respect a site that turned checksums off (AWS_REQUEST_CHECKSUM_CALCULATION=when_required), e.g.
@@ -72,8 +84,15 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
             data = await loop.run_in_executor(None, read, offset)
             if len(data) != min(step, size - offset):
                 raise OSError(f"{local_path} changed size while being uploaded")
-            r = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
-                                  PartNumber=number, Body=data, **algo)
+            for attempt in range(PART_RETRIES + 1):
+                try:
+                    r = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
+                                          PartNumber=number, Body=data, **algo)
+                    break
+                except Exception as e:
+                    if attempt == PART_RETRIES or not transient(e):
+                        raise
+                    await _backoff(attempt)
         sent[0] += len(data)
         progress(sent[0])
         done = {"PartNumber": number, "ETag": r["ETag"]}
