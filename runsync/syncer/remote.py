@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ..format.atomic import tmp_name
 from ..format.errors import RunsyncError
 from . import s3_multipart
+from .credentials import connect_options
+from .errors import RemoteError, RemoteSetupError
 
 __all__ = ["Remote", "RemoteError", "RemoteSetupError", "redact", "RetryPolicy"]
 
@@ -44,15 +46,9 @@ _PERMANENT_TEXT = re.compile(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotM
                              r"\b40[13]\b|Forbidden|Unauthorized|ExpiredToken|InvalidToken|"
                              # Azure Blob (a wrong account key, SAS or role; azure-core's 401/403 type)
                              r"AuthenticationFailed|AuthorizationFailure|AuthorizationPermissionMismatch|"
-                             r"ClientAuthenticationError", re.IGNORECASE)
-
-
-class RemoteError(RunsyncError):
-    """A remote operation failed for good (permanent error, or retries exhausted)."""
-
-
-class RemoteSetupError(RemoteError):
-    """The remote cannot be used at all (no backend installed, malformed URL): stop, do not retry per run."""
+                             r"ClientAuthenticationError|"
+                             # Google's token endpoint refusing a key (revoked, deleted, clock skew)
+                             r"invalid_grant|RefreshError", re.IGNORECASE)
 
 
 def env_storage_options() -> dict[str, Any]:
@@ -150,24 +146,6 @@ def _one_line(text: str) -> str:
     return "; ".join(lines)
 
 
-def _known_hosts(protocol: str, display: str) -> dict[str, Any]:
-    """sshfs checks no host key unless told where known hosts are: check them as ssh does, against the
-    user's and the system's known_hosts files (-o known_hosts=null turns checking off)."""
-    import fsspec
-
-    try:
-        if not fsspec.get_filesystem_class(protocol).__module__.startswith("sshfs"):
-            return {}  # fsspec's paramiko backend: it has its own host key policy and no such option
-    except (ImportError, ValueError):
-        return {}
-    files = [f for f in (os.path.expanduser("~/.ssh/known_hosts"), "/etc/ssh/ssh_known_hosts") if os.path.isfile(f)]
-    if files:
-        return {"known_hosts": files}
-    print(f"runsync: warning: no ~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts, so the host key of {display} is "
-          "not checked (add it with ssh-keyscan, or pass -o known_hosts=PATH)", file=sys.stderr)
-    return {}
-
-
 def _hint(e: BaseException) -> str:
     if "HostKeyNotVerifiable" in f"{type(e).__name__}: {e}" or "Host key is not trusted" in str(e):
         return (" — the server's host key is not in your known_hosts files: check it, then add it (ssh-keyscan -p "
@@ -201,8 +179,9 @@ class Remote:
 
         protocol = urlsplit(self.url).scheme if "://" in self.url else "file"
         options = dict(self._options)
-        if protocol in ("sftp", "ssh") and "known_hosts" not in options:
-            options.update(_known_hosts(protocol, self.display))
+        options.update(connect_options(protocol, self.display, options,
+                                       lambda what, fn: self.policy.run(what, fn, self.url)))
+
         def build() -> tuple[Any, str] | BaseException:
             try:
                 return fsspec.core.url_to_fs(self.url, **options)  # type: ignore[no-any-return]

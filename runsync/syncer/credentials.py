@@ -1,0 +1,96 @@
+"""What a backend needs before it connects, checked by runsync so that a wrong setup fails at once with a
+message a person can act on, instead of late, slowly, or silently as the backend library would.
+
+- SFTP (sshfs): host keys are checked against the user's and the system's known_hosts files, as ssh does;
+  sshfs alone checks none.
+- GCS (gcsfs): a ``GOOGLE_APPLICATION_CREDENTIALS`` that cannot be read makes gcsfs go on anonymously
+  without a word; a service-account key the token endpoint refuses makes it retry for about 35 s. The key
+  is read and exchanged for a token here, once, and the credentials handed to gcsfs.
+
+Credentials themselves never leave the backend's own objects: nothing here prints or stores them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .errors import RemoteError, RemoteSetupError
+
+__all__ = ["connect_options"]
+
+GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.full_control"  # gcsfs's default access
+
+
+def connect_options(protocol: str, display: str, options: dict[str, Any],
+                    retried: Callable[[str, Callable[[], Any]], Any]) -> dict[str, Any]:
+    """fsspec options to add to ``options`` for ``protocol`` (never overriding what the user gave).
+    ``retried(what, fn)`` runs a network operation under the remote's retry policy."""
+    if protocol in ("sftp", "ssh") and "known_hosts" not in options:
+        return _known_hosts(protocol, display)
+    if protocol in ("gs", "gcs") and "token" not in options:
+        return _google_service_account(display, options, retried)
+    return {}
+
+
+def _known_hosts(protocol: str, display: str) -> dict[str, Any]:
+    """sshfs checks no host key unless told where known hosts are (-o known_hosts=null turns checking off)."""
+    import fsspec
+
+    try:
+        if not fsspec.get_filesystem_class(protocol).__module__.startswith("sshfs"):
+            return {}  # fsspec's paramiko backend: it has its own host key policy and no such option
+    except (ImportError, ValueError):
+        return {}
+    files = [f for f in (os.path.expanduser("~/.ssh/known_hosts"), "/etc/ssh/ssh_known_hosts") if os.path.isfile(f)]
+    if files:
+        return {"known_hosts": files}
+    print(f"runsync: warning: no ~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts, so the host key of {display} is "
+          "not checked (add it with ssh-keyscan, or pass -o known_hosts=PATH)", file=sys.stderr)
+    return {}
+
+
+def _google_service_account(display: str, options: dict[str, Any],
+                            retried: Callable[[str, Callable[[], Any]], Any]) -> dict[str, Any]:
+    key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not key:
+        return {}  # gcloud's login, the metadata server, ...: gcsfs's own search
+    try:
+        with open(key, "rb") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        what = e.strerror if isinstance(e, OSError) and e.strerror else "not a JSON key file"
+        raise RemoteSetupError(f"{display}: GOOGLE_APPLICATION_CREDENTIALS={key} cannot be read ({what}); point it "
+                               "at a service-account key file, or unset it to use gcloud's login") from None
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        return {}  # a user or workload-identity credential: gcsfs's own handling
+    try:
+        from google.auth.exceptions import RefreshError
+        from google.auth.transport.requests import Request
+        from google.oauth2 import service_account
+    except ImportError:
+        return {}  # gcsfs is not installed: Remote says which extra to install
+    try:
+        creds = service_account.Credentials.from_service_account_info(info, scopes=[GCS_SCOPE])
+    except (ValueError, KeyError) as e:
+        raise RemoteSetupError(f"{display}: GOOGLE_APPLICATION_CREDENTIALS={key} is not a usable service-account "
+                               f"key ({type(e).__name__}: {e})") from None
+    def refresh() -> None:
+        try:
+            creds.refresh(Request())
+        except RefreshError as e:  # its text repeats the endpoint's whole answer
+            said = e.args[0] if e.args else str(e)
+            if getattr(e, "retryable", False):
+                raise ConnectionError(f"token endpoint: {said}") from None  # retried
+            raise PermissionError(f"the token endpoint refused the key: {said}") from None
+    try:
+        retried("get a token for the service account in GOOGLE_APPLICATION_CREDENTIALS", refresh)
+    except RemoteError as e:
+        raise RemoteSetupError(f"{display}: cannot {e}") from None
+    out: dict[str, Any] = {"token": creds}
+    if "project" not in options and info.get("project_id"):
+        out["project"] = info["project_id"]
+    return out
