@@ -180,3 +180,119 @@ def test_a_part_that_meets_a_permanent_error_fails_the_upload_at_once(s3: MotoS3
     assert sent.count(2) == 1, sent
     prefix = remote.path("files/ckpt.bin").split("/", 1)[1]
     assert _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=prefix).get("Uploads", []) == []
+
+
+def _leave_upload(s3: MotoS3, remote: Remote, rel: str, parts: dict[int, bytes]) -> str:
+    """What a pusher killed mid-file leaves: an unfinished upload (CRC32, as runsync creates it) with some parts."""
+    c = _client(s3)
+    key = remote.path(rel).split("/", 1)[1]
+    up = c.create_multipart_upload(Bucket=s3.bucket, Key=key, ChecksumAlgorithm="CRC32")
+    for n, body in parts.items():
+        c.upload_part(Bucket=s3.bucket, Key=key, UploadId=up["UploadId"], PartNumber=n, Body=body,
+                      ChecksumAlgorithm="CRC32")
+    return key
+
+
+def _parts_sent(remote: Remote, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    fs = remote.fs
+    real = fs._call_s3
+    sent: list[int] = []
+
+    async def call(method: str, *args, **kw):  # type: ignore[no-untyped-def]
+        if method == "upload_part":
+            sent.append(kw["PartNumber"])
+        return await real(method, *args, **kw)
+
+    monkeypatch.setattr(fs, "_call_s3", call)
+    return sent
+
+
+def test_upload_left_by_a_killed_pusher_is_resumed(s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts already on the server with the right bytes are kept; only the rest is sent."""
+    step = s3_multipart.PART_SIZE
+    data = _big(tmp_path / "ckpt.bin", 3 * step + 5)
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
+    key = _leave_upload(s3, remote, "files/ckpt.bin", {1: data[:step], 2: data[step:2 * step]})
+    sent = _parts_sent(remote, monkeypatch)
+    heard: list[int] = []
+    remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin", progress=heard.append)
+    assert sorted(sent) == [3, 4], sent
+    assert heard[-1] == len(data) and heard == sorted(heard)
+    assert remote.read("files/ckpt.bin") == data
+    assert _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=key).get("Uploads", []) == []
+    head = _client(s3).head_object(Bucket=s3.bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ETag"].strip('"').endswith("-4") and head.get("ChecksumCRC32")
+
+
+def test_parts_of_other_content_left_behind_are_sent_again(s3: MotoS3, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale upload of the same key with different bytes (or a short part) is never trusted by number."""
+    step = s3_multipart.PART_SIZE
+    data = _big(tmp_path / "ckpt.bin", 2 * step + 5)
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
+    _leave_upload(s3, remote, "files/ckpt.bin", {1: os.urandom(step), 2: data[step:2 * step], 3: data[2 * step:-1]})
+    sent = _parts_sent(remote, monkeypatch)
+    remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin")
+    assert sorted(sent) == [1, 3], sent  # part 2 matched; 1 had other bytes, 3 was one byte short
+    assert remote.read("files/ckpt.bin") == data
+
+
+_STALLING_PUSHER = """
+import asyncio, json, sys
+from runsync.syncer import Remote, push
+url, opts, root = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+remote = Remote(url, storage_options=opts)
+fs = remote.fs
+real = fs._call_s3
+async def call(method, *args, **kw):
+    if method == "upload_part" and kw["PartNumber"] > 1:
+        await asyncio.sleep(3600)  # the network stalls after part 1: the kill lands mid-file
+    return await real(method, *args, **kw)
+fs._call_s3 = call
+push(root, remote)
+"""
+
+
+def test_kill_9_mid_file_then_push_again_sends_only_the_missing_parts(s3: MotoS3, root: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import runsync
+    from runsync.syncer import pull, push, verify
+
+    big = tmp_path / "model.bin"
+    data = _big(big, 3 * s3_multipart.PART_SIZE)
+    run = runsync.init(dir=root, id="big-run")
+    run.log({"loss": 1.0})
+    run.save(str(big), base_path=str(tmp_path))
+    run.finish()
+    url = s3.fresh_url()
+    prefix = url.split("/", 3)[3]
+    c = _client(s3)
+    proc = subprocess.Popen([sys.executable, "-c", _STALLING_PUSHER, url, json.dumps(s3.storage_options), str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until part 1 is on the server
+            ups = c.list_multipart_uploads(Bucket=s3.bucket, Prefix=prefix).get("Uploads", [])
+            if ups and c.list_parts(Bucket=s3.bucket, Key=ups[0]["Key"], UploadId=ups[0]["UploadId"]).get("Parts"):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, "the pusher never sent part 1"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    remote = Remote(url, storage_options=s3.storage_options)
+    sent = _parts_sent(remote, monkeypatch)
+    res = push(root, remote)
+    assert not res.failures, res.failures
+    assert sorted(sent) == [2, 3], sent  # part 1 survived the kill and was kept
+    assert c.list_multipart_uploads(Bucket=s3.bucket, Prefix=prefix).get("Uploads", []) == []
+    assert verify(remote).ok
+    assert not pull(remote, tmp_path / "back").failures
+    back = [p for p in (tmp_path / "back" / "big-run").rglob("*") if p.is_file() and p.stat().st_size == len(data)]
+    assert [p.read_bytes() == data for p in back] == [True]

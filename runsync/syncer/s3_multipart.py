@@ -8,6 +8,11 @@ a sliding window of parts, and ``ChecksumAlgorithm=CRC32`` so that every part is
 checked on arrival and the object gets a composite checksum cheaply. Measured
 against a local S3 server: 1 GB in 7.3 s instead of 9.8 s (bench/bench_sync.py).
 
+An upload that a killed pusher left behind (same key, same checksum algorithm)
+is resumed: its parts whose size and checksum match the local file's are kept,
+and only the others are sent. (Parts are checked against the bytes, never
+trusted by number: a stale upload of other content costs nothing but a read.)
+
 A part that meets a transient error (``transient(e)``, after the client's own
 retries) is sent again by itself, a few times with backoff, before the whole
 upload fails: a short outage costs one part, not the file. A failed upload is
@@ -20,9 +25,12 @@ multipart uploads after a few days.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import mimetypes
 import os
 import random
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -67,9 +75,13 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
     size = os.path.getsize(local_path)
     step = part_size(size)
     kind = mimetypes.guess_type(path)[0]  # as s3fs's put_file sets it
-    created = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key,
-                                **({"ContentType": kind} if kind else {}), **algo)
-    upload_id = created["UploadId"]
+    left = await _left_behind(fs, bucket, key, algo)
+    if left is not None:
+        upload_id, kept = left
+    else:
+        created = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key,
+                                    **({"ContentType": kind} if kind else {}), **algo)
+        upload_id, kept = created["UploadId"], {}
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(max(1, window))
     sent = [0]
@@ -84,6 +96,12 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
             data = await loop.run_in_executor(None, read, offset)
             if len(data) != min(step, size - offset):
                 raise OSError(f"{local_path} changed size while being uploaded")
+            if number in kept:
+                crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode() if checksum else None
+                if _same(kept[number], data, crc):
+                    sent[0] += len(data)
+                    progress(sent[0])
+                    return {"PartNumber": number, "ETag": kept[number]["ETag"], **({"ChecksumCRC32": crc} if crc else {})}
             for attempt in range(PART_RETRIES + 1):
                 try:
                     r = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
@@ -115,3 +133,35 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
             pass  # the original error is what the user needs to see
         raise
     fs.invalidate_cache(path)
+
+
+async def _left_behind(fs: Any, bucket: str, key: str, algo: dict[str, str]) -> tuple[str, dict[int, Any]] | None:
+    """The newest unfinished upload of ``key`` with our checksum algorithm, and its parts by number; None if
+    there is none or it cannot be listed (a policy without s3:ListBucketMultipartUploads: start afresh)."""
+    try:
+        listed = await fs._call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+        ours = [u for u in listed.get("Uploads", [])
+                if u.get("Key") == key and u.get("ChecksumAlgorithm") == algo.get("ChecksumAlgorithm")]
+        if not ours:
+            return None
+        upload_id = ours[-1]["UploadId"]  # listed by initiation time, oldest first
+        parts: dict[int, Any] = {}
+        marker: dict[str, Any] = {}
+        while True:
+            page = await fs._call_s3("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, **marker)
+            parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
+            if not page.get("IsTruncated"):
+                return upload_id, parts
+            marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
+    except Exception:
+        return None
+
+
+def _same(part: dict[str, Any], data: bytes, crc: str | None) -> bool:
+    """Does a part already uploaded hold ``data``? By its CRC32 where listed, else by its ETag (the MD5 of
+    the part, except under SSE-KMS, where this says no and the part is sent again)."""
+    if part.get("Size") != len(data):
+        return False
+    if crc is not None and part.get("ChecksumCRC32"):
+        return bool(part["ChecksumCRC32"] == crc)
+    return bool(str(part.get("ETag", "")).strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest())
