@@ -580,6 +580,26 @@ def test_image_without_pillow_raises_import_error_naming_the_extra(root: Path) -
     assert res.stdout.strip() == "ok"
 
 
+def test_media_reach_disk_within_a_flush_not_a_part_interval(root: Path) -> None:
+    """Spec §13.4: queued media are stored at every flush, so a kill -9 costs at most a flush interval of
+    them, however long part_interval is (history rows are safe in the WAL meanwhile)."""
+    settings = runsync.Settings(flush_interval=0.05, part_interval=3600.0, heartbeat_interval=3600.0)
+    run = runsync.init(dir=root, id="prompt", settings=settings)
+    try:
+        run.log({"img": runsync.Image(np.full((4, 4), 9, np.uint8))})
+        run_dir = root / "prompt"
+        deadline = time.monotonic() + 10
+        while not _media_parts(run_dir):
+            assert time.monotonic() < deadline, "no media part within 10 s of a 0.05 s flush interval"
+            time.sleep(0.02)
+        assert not list((run_dir / "history").glob("*.parquet"))  # no history part was due
+        [row] = pq.read_table(_media_parts(run_dir)[0]).to_pylist()
+        assert row["key"] == "img" and row["data"] is not None
+    finally:
+        run.finish()
+    assert not runsync.open_run(root / "prompt").media("img")[0].missing
+
+
 # -- kill -9 ---------------------------------------------------------------------------------
 
 CHILD = """
@@ -628,8 +648,10 @@ def test_kill9_while_logging_media(root: Path, tmp_path: Path) -> None:
     run_dir = root / run_id
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        # Wait until some media parts exist and enough calls have returned, then kill mid-stream.
-        while not (len(_media_parts(run_dir)) >= 2 and int.from_bytes(ack.read_bytes()[:8], "little") >= 100):
+        # Wait until some media and history parts exist (media parts come every flush, history parts every
+        # part interval) and enough calls have returned, then kill mid-stream.
+        while not (len(_media_parts(run_dir)) >= 2 and list((run_dir / "history").glob("*.parquet"))
+                   and int.from_bytes(ack.read_bytes()[:8], "little") >= 100):
             assert proc.poll() is None, err.read_text()
             assert time.monotonic() < deadline, "child too slow:\n" + err.read_text()
             time.sleep(0.01)

@@ -132,8 +132,10 @@ def test_download_reports_bytes_as_they_arrive(s3: MotoS3, tmp_path: Path) -> No
     assert heard[0] == 0 and heard[-1] == size and heard == sorted(heard) and len(heard) > 2, heard
 
 
-def _flaky_parts(remote: Remote, monkeypatch: pytest.MonkeyPatch, error: Exception, fails: int) -> list[int]:
-    """Make upload_part of part 2 raise ``error`` on its first ``fails`` attempts; returns the part numbers sent."""
+def _parts_sent(remote: Remote, monkeypatch: pytest.MonkeyPatch, error: Exception | None = None,
+                fails: int = 0) -> list[int]:
+    """The part numbers ``remote``'s uploads send from now on (a list that grows); with ``error``, part 2
+    raises it on its first ``fails`` attempts (and retries do not sleep)."""
     fs = remote.fs
     real = fs._call_s3
     sent: list[int] = []
@@ -141,7 +143,7 @@ def _flaky_parts(remote: Remote, monkeypatch: pytest.MonkeyPatch, error: Excepti
     async def call(method: str, *args, **kw):  # type: ignore[no-untyped-def]
         if method == "upload_part":
             sent.append(kw["PartNumber"])
-            if kw["PartNumber"] == 2 and sent.count(2) <= fails:
+            if error is not None and kw["PartNumber"] == 2 and sent.count(2) <= fails:
                 raise error
         return await real(method, *args, **kw)
 
@@ -161,7 +163,7 @@ def test_a_part_that_meets_a_transient_error_is_sent_again_alone(s3: MotoS3, tmp
     said: list[str] = []
     remote = Remote(s3.fresh_url(), storage_options=s3.storage_options,
                     policy=RetryPolicy(retries=0, say=said.append))
-    sent = _flaky_parts(remote, monkeypatch, ConnectionError("Connection reset by peer"), fails=2)
+    sent = _parts_sent(remote, monkeypatch, ConnectionError("Connection reset by peer"), fails=2)
     heard: list[int] = []
     remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin", progress=heard.append)
     assert sorted(sent) == [1, 2, 2, 2, 3], sent
@@ -174,7 +176,7 @@ def test_a_part_that_meets_a_permanent_error_fails_the_upload_at_once(s3: MotoS3
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     _big(tmp_path / "ckpt.bin", 3 * s3_multipart.PART_SIZE)
     remote = Remote(s3.fresh_url(), storage_options=s3.storage_options, policy=RetryPolicy(retries=0))
-    sent = _flaky_parts(remote, monkeypatch, PermissionError("Access Denied"), fails=99)
+    sent = _parts_sent(remote, monkeypatch, PermissionError("Access Denied"), fails=99)
     with pytest.raises(RemoteError, match="Access Denied"):
         remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin")
     assert sent.count(2) == 1, sent
@@ -191,20 +193,6 @@ def _leave_upload(s3: MotoS3, remote: Remote, rel: str, parts: dict[int, bytes])
         c.upload_part(Bucket=s3.bucket, Key=key, UploadId=up["UploadId"], PartNumber=n, Body=body,
                       ChecksumAlgorithm="CRC32")
     return key
-
-
-def _parts_sent(remote: Remote, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    fs = remote.fs
-    real = fs._call_s3
-    sent: list[int] = []
-
-    async def call(method: str, *args, **kw):  # type: ignore[no-untyped-def]
-        if method == "upload_part":
-            sent.append(kw["PartNumber"])
-        return await real(method, *args, **kw)
-
-    monkeypatch.setattr(fs, "_call_s3", call)
-    return sent
 
 
 def test_upload_left_by_a_killed_pusher_is_resumed(s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -571,6 +571,24 @@ def test_remote_error_messages_strip_credentials(root: Path, tmp_path: Path, for
         assert SECRET not in err and SECRET not in " ".join(said), err
 
 
+@pytest.mark.parametrize("code,transient", [("InternalError", True), ("SlowDown", True),
+                                             ("ServiceUnavailable", True), ("AccessDenied", False),
+                                             ("NoSuchBucket", False), ("InvalidAccessKeyId", False)])
+def test_s3_errors_as_s3fs_translates_them_are_classified_by_their_cause(code: str, transient: bool) -> None:
+    """s3fs turns a 500 into OSError(EREMOTEIO) and a 503 into OSError(EBUSY), the ClientError as cause."""
+    s3fs_errors = pytest.importorskip("s3fs.errors")
+    from botocore.exceptions import ClientError
+
+    from runsync.syncer.remote import is_transient
+
+    original = ClientError({"Error": {"Code": code, "Message": f"{code} (test)"},
+                            "ResponseMetadata": {"HTTPStatusCode": 500 if transient else 403}}, "UploadPart")
+    try:
+        raise s3fs_errors.translate_boto_error(original) from original
+    except Exception as e:
+        assert is_transient(e) is transient, (type(e), e)
+
+
 def test_multi_line_service_errors_become_one_line(root: Path, tmp_path: Path) -> None:
     """Azure's errors repeat themselves as an XML body with request ids; a FAILED line keeps message and code."""
     make_run(root, "run-a", steps=3)
@@ -744,6 +762,19 @@ def test_download_reports_bytes_as_they_move(kind: str, tmp_path: Path) -> None:
     remote.download("run-a/files/big.bin", str(tmp_path / "back.bin"), progress=heard.append)
     assert (tmp_path / "back.bin").read_bytes() == content
     assert heard and heard[0] == 0 and heard[-1] == 3 << 20 and heard == sorted(heard), heard[:5]
+
+
+def test_transfer_restarted_inside_the_backend_counts_from_zero_again() -> None:
+    """gcsfs retries a download itself, calling set_size again: the bytes heard must not add up across tries."""
+    from runsync.syncer.remote import _callback
+
+    heard: list[int] = []
+    cb = _callback(heard.append)
+    cb.set_size(10)
+    cb.relative_update(6)  # the first try dies after 6 bytes
+    cb.set_size(10)
+    cb.relative_update(10)
+    assert heard[-1] == 10 and max(heard) == 10, heard
 
 
 def test_pull_counts_each_file_as_it_lands(root: Path, tmp_path: Path) -> None:

@@ -170,3 +170,39 @@ def test_unreadable_key_file_is_said_not_passed_over(gcs_server: FakeGCS, tmp_pa
     assert f"GOOGLE_APPLICATION_CREDENTIALS={path} cannot be read" in last, proc.stderr
     assert ("No such file" if key == "missing" else "not a JSON key file") in last, proc.stderr
     assert "PRIVATE KEY" not in proc.stderr
+
+
+def test_malformed_key_is_refused_without_quoting_it(gcs_server: FakeGCS, service_key: tuple[Path, str, str],
+                                                     tmp_path: Path) -> None:
+    """google-auth's own message would repeat the private key; runsync's names only what to check."""
+    key_file, pem, _key_id = service_key
+    info = json.loads(key_file.read_text())
+    info["private_key"] = pem.splitlines()  # a list, not a string
+    bad = tmp_path / "bad-key.json"
+    bad.write_text(json.dumps(info))
+    proc = subprocess.run([sys.executable, "-m", "runsync.cli", "verify", gcs_server.fresh_url()],
+                          env=_key_env(gcs_server, bad), text=True, capture_output=True, check=False, timeout=60)
+    assert proc.returncode != 0
+    secret_lines = [ln for ln in pem.splitlines() if ln and "PRIVATE KEY" not in ln]
+    assert not [ln for ln in secret_lines if ln in proc.stderr], proc.stderr
+    assert "is not a usable service-account key" in proc.stderr and "check its private_key" in proc.stderr
+
+
+def test_unreachable_token_endpoint_is_retried_as_a_network_error(gcs_server: FakeGCS,
+                                                                   service_key: tuple[Path, str, str],
+                                                                   tmp_path: Path) -> None:
+    import socket
+
+    key_file, _pem, _key_id = service_key
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    info = json.loads(key_file.read_text())
+    info["token_uri"] = f"http://127.0.0.1:{port}/token"
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps(info))
+    proc = subprocess.run([sys.executable, "-m", "runsync.cli", "verify", gcs_server.fresh_url(), "--retries", "1"],
+                          env=_key_env(gcs_server, key), text=True, capture_output=True, check=False, timeout=60)
+    assert proc.returncode != 0
+    assert "network error (ConnectionError), retrying" in proc.stderr, proc.stderr
+    assert "gave up after 2 attempts" in proc.stderr, proc.stderr

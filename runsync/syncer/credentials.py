@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -68,19 +69,25 @@ def _google_service_account(display: str, options: dict[str, Any],
     if not isinstance(info, dict) or info.get("type") != "service_account":
         return {}  # a user or workload-identity credential: gcsfs's own handling
     try:
-        from google.auth.exceptions import RefreshError
+        from google.auth.exceptions import RefreshError, TransportError
         from google.auth.transport.requests import Request
         from google.oauth2 import service_account
     except ImportError:
         return {}  # gcsfs is not installed: Remote says which extra to install
     try:
         creds = service_account.Credentials.from_service_account_info(info, scopes=[GCS_SCOPE])
-    except (ValueError, KeyError) as e:
+    except Exception as e:  # google-auth's messages may quote the key: name the error type only
+        missing = [f for f in ("client_email", "private_key", "token_uri") if f not in info]
+        what = f"missing {', '.join(missing)}" if missing else f"{type(e).__name__}; check its private_key"
         raise RemoteSetupError(f"{display}: GOOGLE_APPLICATION_CREDENTIALS={key} is not a usable service-account "
-                               f"key ({type(e).__name__}: {e})") from None
+                               f"key ({what})") from None
     def refresh() -> None:
         try:
             creds.refresh(Request())
+        except TransportError as e:  # the token endpoint was not reached (DNS, connection): retried
+            if "CERTIFICATE_VERIFY_FAILED" in str(e):  # not retried: the CA hint instead
+                raise ssl.SSLError(f"token endpoint: {e}") from None
+            raise ConnectionError(f"token endpoint: {type(e).__name__}: {e}") from None
         except RefreshError as e:  # its text repeats the endpoint's whole answer
             said = e.args[0] if e.args else str(e)
             if getattr(e, "retryable", False):

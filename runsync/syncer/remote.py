@@ -38,9 +38,11 @@ _INSTALL_HINT = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azur
                  "abfss": "azure", "sftp": "sftp", "ssh": "sftp", "http": "http", "https": "http"}
 _READ_ONLY = frozenset({"http", "https"})  # fsspec's HTTP filesystem cannot write, rename or delete
 _TRANSIENT_ERRNO = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTUNREACH,
-                    errno.ENETUNREACH, errno.ECONNABORTED, errno.EAGAIN}
+                    errno.ENETUNREACH, errno.ECONNABORTED, errno.EAGAIN,
+                    errno.EREMOTEIO, errno.EBUSY}  # s3fs's 500 InternalError and 503 SlowDown
 _TRANSIENT_TEXT = re.compile(r"SlowDown|Throttl|TooManyRequests|RequestTimeout|InternalError|ServiceUnavailable|"
-                             r"\b50[0234]\b|Connection (reset|refused|aborted)|timed? ?out|EndpointConnectionError",
+                             r"\b50[0234]\b|Connection (reset|refused|aborted)|timed? ?out|EndpointConnectionError|"
+                             r"ConnectionClosedError|Server disconnected|ServerDisconnectedError",
                              re.IGNORECASE)
 _PERMANENT_TEXT = re.compile(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|NoSuchBucket|"
                              r"\b40[13]\b|Forbidden|Unauthorized|ExpiredToken|InvalidToken|"
@@ -81,6 +83,9 @@ def redact(url: str) -> str:
 
 
 def is_transient(e: BaseException) -> bool:
+    """Worth retrying? Backends translate their errors (s3fs turns a 500 InternalError into
+    OSError(EREMOTEIO), a 503 SlowDown into OSError(EBUSY)); the original travels as the cause, and
+    is consulted when the translation alone does not tell."""
     if isinstance(e, (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         return False
     if isinstance(e, (ConnectionError, TimeoutError)):
@@ -90,7 +95,10 @@ def is_transient(e: BaseException) -> bool:
         return False
     if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNO:
         return True
-    return bool(_TRANSIENT_TEXT.search(text))
+    if _TRANSIENT_TEXT.search(text):
+        return True
+    cause = e.__cause__
+    return cause is not None and cause is not e and is_transient(cause)
 
 
 @dataclass
@@ -411,6 +419,10 @@ def _callback(say: Callable[[int], None]) -> Any:
     from fsspec.callbacks import Callback
 
     class _Say(Callback):  # type: ignore[misc]
+        def set_size(self, size: int | None) -> None:
+            self.value = 0  # a backend that retries a transfer inside (gcsfs) starts it again with set_size
+            super().set_size(size)
+
         def call(self, *args: Any, **kwargs: Any) -> None:
             say(int(self.value))
     return _Say()

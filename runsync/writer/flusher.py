@@ -226,6 +226,10 @@ class Flusher:
         due = force_part or media_due or now - self._last_part >= self.settings.part_interval
         if due and now >= self._part_retry_at:
             self._write_pending(full=False)
+        elif self.media is not None and self.media.pending and now >= self._part_retry_at:
+            # Every flush, not every part: a kill -9 loses at most a flush interval of media (§13.4).
+            if not self._write_media():
+                self._part_retry_at = now + _RETRY_DISK  # a failing disk: do not re-encode every second
         self._release_segments()
         if time.time() - self._last_status >= self.settings.heartbeat_interval:
             self._write_status(State.RUNNING)
@@ -266,12 +270,7 @@ class Flusher:
         """Write pending rows as one part. Full parts (``part_rows`` reached) are never merged."""
         self._last_part = time.monotonic()
         hi = max(self.pending.max_seq, self.summary.applied_seq, self.config.applied_seq)
-        if self.media is not None and self.media.pending:
-            try:  # media first: a reader that sees a history part also sees its media
-                self.media.write(self.enc.seq)
-                self._disk_ok("media")
-            except OSError as e:
-                self._disk_problem("media", "media part", e)
+        self._write_media()  # media first: a reader that sees a history part also sees its media
         try:
             self._write_docs()
             if self.pending.rows:
@@ -290,6 +289,17 @@ class Flusher:
             self.durable_seq = hi
         self.pending = Columns()
         self._compact()
+
+    def _write_media(self) -> bool:
+        """Store queued media as a part; False if the disk refused it (the items stay queued)."""
+        if self.media is not None and self.media.pending:
+            try:
+                self.media.write(self.enc.seq)
+                self._disk_ok("media")
+            except OSError as e:
+                self._disk_problem("media", "media part", e)
+                return False
+        return True
 
     def _write_docs(self) -> None:
         if self._docs_dirty:
