@@ -197,6 +197,7 @@ def _leave_upload(s3: MotoS3, remote: Remote, rel: str, parts: dict[int, bytes])
 
 def test_upload_left_by_a_killed_pusher_is_resumed(s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parts already on the server with the right bytes are kept; only the rest is sent."""
+    monkeypatch.setattr(s3_multipart, "QUIET", 0.0)  # the upload left behind counts as abandoned at once
     step = s3_multipart.PART_SIZE
     data = _big(tmp_path / "ckpt.bin", 3 * step + 5)
     remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
@@ -215,6 +216,7 @@ def test_upload_left_by_a_killed_pusher_is_resumed(s3: MotoS3, tmp_path: Path, m
 def test_parts_of_other_content_left_behind_are_sent_again(s3: MotoS3, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A stale upload of the same key with different bytes (or a short part) is never trusted by number."""
+    monkeypatch.setattr(s3_multipart, "QUIET", 0.0)  # the upload left behind counts as abandoned at once
     step = s3_multipart.PART_SIZE
     data = _big(tmp_path / "ckpt.bin", 2 * step + 5)
     remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
@@ -243,6 +245,7 @@ push(root, remote)
 
 def test_kill_9_mid_file_then_push_again_sends_only_the_missing_parts(s3: MotoS3, root: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(s3_multipart, "QUIET", 0.0)  # the upload left behind counts as abandoned at once
     import json
     import signal
     import subprocess
@@ -284,3 +287,52 @@ def test_kill_9_mid_file_then_push_again_sends_only_the_missing_parts(s3: MotoS3
     assert not pull(remote, tmp_path / "back").failures
     back = [p for p in (tmp_path / "back" / "big-run").rglob("*") if p.is_file() and p.stat().st_size == len(data)]
     assert [p.read_bytes() == data for p in back] == [True]
+
+
+def test_an_upload_still_being_sent_is_left_alone(s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recent unfinished upload may be a live pusher's (live sync beside a manual push): not taken over, and
+    never aborted; the file goes up in an upload of its own."""
+    step = s3_multipart.PART_SIZE
+    data = _big(tmp_path / "ckpt.bin", 2 * step + 5)
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
+    key = _leave_upload(s3, remote, "files/ckpt.bin", {1: data[:step]})
+    [theirs] = _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=key)["Uploads"]
+    sent = _parts_sent(remote, monkeypatch)
+    remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin")
+    assert sorted(sent) == [1, 2, 3], sent
+    assert remote.read("files/ckpt.bin") == data
+    left = _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=key).get("Uploads", [])
+    assert [u["UploadId"] for u in left] == [theirs["UploadId"]]  # the other pusher's upload is untouched
+
+
+def test_an_upload_taken_over_that_ends_meanwhile_is_replaced_by_a_new_one(s3: MotoS3, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pusher completes or aborts it while we resume it (NoSuchUpload): the file is sent afresh."""
+    monkeypatch.setattr(s3_multipart, "QUIET", 0.0)
+    step = s3_multipart.PART_SIZE
+    data = _big(tmp_path / "ckpt.bin", 2 * step + 5)
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options)
+    key = _leave_upload(s3, remote, "files/ckpt.bin", {1: data[:step]})
+    [theirs] = _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=key)["Uploads"]
+    fs = remote.fs
+    real = fs._call_s3
+    sent: list[tuple[str, int]] = []
+
+    async def call(method: str, *args, **kw):  # type: ignore[no-untyped-def]
+        if method == "upload_part":
+            sent.append((kw["UploadId"], kw["PartNumber"]))
+            if kw["UploadId"] == theirs["UploadId"] and len(sent) == 1:  # the other pusher aborts now
+                _client(s3).abort_multipart_upload(Bucket=s3.bucket, Key=key, UploadId=theirs["UploadId"])
+        if kw.get("UploadId") == theirs["UploadId"] and method in ("upload_part", "complete_multipart_upload"):
+            # S3 answers 404 NoSuchUpload, which s3fs raises as FileNotFoundError (moto answers 500 and
+            # an internal KeyError, which would only be retried until it gives up)
+            raise FileNotFoundError(f"NoSuchUpload: {theirs['UploadId']}")
+        return await real(method, *args, **kw)
+
+    monkeypatch.setattr(fs, "_call_s3", call)
+    heard: list[int] = []
+    remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin", progress=heard.append)
+    assert sorted(n for u, n in sent if u != theirs["UploadId"]) == [1, 2, 3], sent
+    assert remote.read("files/ckpt.bin") == data
+    assert heard[-1] == len(data) and max(heard) == len(data)
+    assert _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=key).get("Uploads", []) == []

@@ -8,10 +8,13 @@ a sliding window of parts, and ``ChecksumAlgorithm=CRC32`` so that every part is
 checked on arrival and the object gets a composite checksum cheaply. Measured
 against a local S3 server: 1 GB in 7.3 s instead of 9.8 s (bench/bench_sync.py).
 
-An upload that a killed pusher left behind (same key, same checksum algorithm)
-is resumed: its parts whose size and checksum match the local file's are kept,
-and only the others are sent. (Parts are checked against the bytes, never
-trusted by number: a stale upload of other content costs nothing but a read.)
+An upload that a killed pusher left behind (same key, same checksum algorithm,
+no new part for ``QUIET`` seconds by the server's clock) is resumed: its parts
+whose size, CRC32 and MD5 match the local file's are kept, and only the others
+are sent. Parts are checked against the bytes, never trusted by number: a stale
+upload of other content costs nothing but a read. An upload taken over is never
+aborted (it may still be another pusher's); if it ends meanwhile (NoSuchUpload:
+its pusher completed or aborted it), the file is sent in a new upload.
 
 A part that meets a transient error (``transient(e)``, after the client's own
 retries) is sent again by itself, a few times with backoff, before the whole
@@ -32,13 +35,16 @@ import os
 import random
 import zlib
 from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-__all__ = ["PART_SIZE", "WINDOW", "PART_RETRIES", "upload"]
+__all__ = ["PART_RETRIES", "PART_SIZE", "QUIET", "WINDOW", "upload"]
 
 PART_SIZE = 8 << 20  # as the AWS CLI; at most 10,000 parts, so larger for files over 80 GB
 WINDOW = 4  # parts in flight (and in memory)
 PART_RETRIES = 4  # of one part, on a transient error, before the upload fails (backoff 0.5 s .. 4 s)
+QUIET = 60.0  # seconds without a new part after which an unfinished upload is taken to be abandoned
 _MAX_PARTS = 10_000
 
 
@@ -74,16 +80,7 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
     algo = {"ChecksumAlgorithm": "CRC32"} if checksum else {}
     size = os.path.getsize(local_path)
     step = part_size(size)
-    kind = mimetypes.guess_type(path)[0]  # as s3fs's put_file sets it
-    left = await _left_behind(fs, bucket, key, algo)
-    if left is not None:
-        upload_id, kept = left
-    else:
-        created = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key,
-                                    **({"ContentType": kind} if kind else {}), **algo)
-        upload_id, kept = created["UploadId"], {}
     loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(max(1, window))
     sent = [0]
 
     def read(offset: int) -> bytes:  # a handle per part: a read left running by a cancelled part harms nothing
@@ -91,77 +88,114 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
             f.seek(offset)
             return f.read(min(step, size - offset))
 
-    async def send(number: int, offset: int) -> dict[str, Any]:
-        async with gate:  # read a part only when it can be sent: at most `window` parts in memory
-            data = await loop.run_in_executor(None, read, offset)
-            if len(data) != min(step, size - offset):
-                raise OSError(f"{local_path} changed size while being uploaded")
-            if number in kept:
-                crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode() if checksum else None
-                if _same(kept[number], data, crc):
-                    sent[0] += len(data)
-                    progress(sent[0])
-                    return {"PartNumber": number, "ETag": kept[number]["ETag"], **({"ChecksumCRC32": crc} if crc else {})}
-            for attempt in range(PART_RETRIES + 1):
-                try:
-                    r = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
-                                          PartNumber=number, Body=data, **algo)
-                    break
-                except Exception as e:
-                    if attempt == PART_RETRIES or not transient(e):
-                        raise
-                    await _backoff(attempt)
-        sent[0] += len(data)
-        progress(sent[0])
-        done = {"PartNumber": number, "ETag": r["ETag"]}
-        if checksum and r.get("ChecksumCRC32"):
-            done["ChecksumCRC32"] = r["ChecksumCRC32"]
-        return done
+    async def attempt(upload_id: str, kept: dict[int, Any], adopted: bool) -> None:
+        gate = asyncio.Semaphore(max(1, window))
 
-    tasks = [asyncio.ensure_future(send(i + 1, off)) for i, off in enumerate(range(0, max(size, 1), step))]
-    try:
-        parts = await asyncio.gather(*tasks)
-        await fs._call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
-                          MultipartUpload={"Parts": list(parts)})
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        async def send(number: int, offset: int) -> dict[str, Any]:
+            async with gate:  # read a part only when it can be sent: at most `window` parts in memory
+                data = await loop.run_in_executor(None, read, offset)
+                if len(data) != min(step, size - offset):
+                    raise OSError(f"{local_path} changed size while being uploaded")
+                crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode() if number in kept else None
+                if number in kept and _same(kept[number], data, crc if checksum else None):
+                    done = {"PartNumber": number, "ETag": kept[number]["ETag"]}
+                    if checksum:
+                        done["ChecksumCRC32"] = crc
+                else:
+                    for attempt_no in range(PART_RETRIES + 1):
+                        try:
+                            r = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
+                                                  PartNumber=number, Body=data, **algo)
+                            break
+                        except Exception as e:
+                            if attempt_no == PART_RETRIES or not transient(e):
+                                raise
+                            await _backoff(attempt_no)
+                    done = {"PartNumber": number, "ETag": r["ETag"]}
+                    if checksum and r.get("ChecksumCRC32"):
+                        done["ChecksumCRC32"] = r["ChecksumCRC32"]
+            sent[0] += len(data)
+            progress(sent[0])
+            return done
+
+        if sent[0]:  # a second attempt (the upload taken over ended meanwhile): count again from 0
+            sent[0] = 0
+            progress(0)
+        tasks = [asyncio.ensure_future(send(i + 1, off)) for i, off in enumerate(range(0, max(size, 1), step))]
         try:
-            await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
-        except Exception:
-            pass  # the original error is what the user needs to see
-        raise
-    fs.invalidate_cache(path)
+            parts = await asyncio.gather(*tasks)
+            await fs._call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
+                              MultipartUpload={"Parts": list(parts)})
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not adopted:  # an upload we took over may still be another pusher's: never abort it
+                try:
+                    await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+                except Exception:
+                    pass  # the original error is what the user needs to see
+            raise
+
+    left = await _left_behind(fs, bucket, key, algo)
+    try:
+        if left is not None:
+            try:
+                await attempt(*left, adopted=True)
+                return
+            except FileNotFoundError:
+                pass  # NoSuchUpload: its pusher completed or aborted it meanwhile; start afresh
+        kind = mimetypes.guess_type(path)[0]  # as s3fs's put_file sets it
+        created = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key,
+                                    **({"ContentType": kind} if kind else {}), **algo)
+        await attempt(created["UploadId"], {}, adopted=False)
+    finally:
+        fs.invalidate_cache(path)
 
 
 async def _left_behind(fs: Any, bucket: str, key: str, algo: dict[str, str]) -> tuple[str, dict[int, Any]] | None:
-    """The newest unfinished upload of ``key`` with our checksum algorithm, and its parts by number; None if
-    there is none or it cannot be listed (a policy without s3:ListBucketMultipartUploads: start afresh)."""
+    """The newest unfinished upload of ``key`` with our checksum algorithm that has been quiet for QUIET
+    seconds by the server's clock (a pusher that is alive sends a part every few seconds), and its parts
+    by number; None if there is none or it cannot be listed (a policy without
+    s3:ListBucketMultipartUploads: start afresh)."""
     try:
         listed = await fs._call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
         ours = [u for u in listed.get("Uploads", [])
                 if u.get("Key") == key and u.get("ChecksumAlgorithm") == algo.get("ChecksumAlgorithm")]
         if not ours:
             return None
-        upload_id = ours[-1]["UploadId"]  # listed by initiation time, oldest first
+        upload = ours[-1]  # listed by initiation time, oldest first
         parts: dict[int, Any] = {}
         marker: dict[str, Any] = {}
         while True:
-            page = await fs._call_s3("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, **marker)
+            page = await fs._call_s3("list_parts", Bucket=bucket, Key=key, UploadId=upload["UploadId"], **marker)
             parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
             if not page.get("IsTruncated"):
-                return upload_id, parts
+                break
             marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
+        now = _server_time(page)
+        last = max([p["LastModified"] for p in parts.values() if p.get("LastModified")] or [upload["Initiated"]])
+        if (now - last).total_seconds() < QUIET:
+            return None  # probably another pusher's, still sending: leave it alone
+        return upload["UploadId"], parts
     except Exception:
         return None
 
 
+def _server_time(response: dict[str, Any]) -> datetime:
+    """The server's clock, from a response's Date header (a client's clock may be off); ours if absent."""
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return datetime.now(timezone.utc)
+
+
 def _same(part: dict[str, Any], data: bytes, crc: str | None) -> bool:
-    """Does a part already uploaded hold ``data``? By its CRC32 where listed, else by its ETag (the MD5 of
-    the part, except under SSE-KMS, where this says no and the part is sent again)."""
+    """Does a part already uploaded hold ``data``? Its size, its CRC32 where listed, and its ETag, the MD5
+    of the part (except under SSE-KMS, where this says no and the part is sent again: never a wrong yes)."""
     if part.get("Size") != len(data):
         return False
-    if crc is not None and part.get("ChecksumCRC32"):
-        return bool(part["ChecksumCRC32"] == crc)
+    if crc is not None and part.get("ChecksumCRC32") and part["ChecksumCRC32"] != crc:
+        return False
     return bool(str(part.get("ETag", "")).strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest())
