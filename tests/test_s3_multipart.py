@@ -3,6 +3,7 @@ byte-identical objects, a checksum per part, and an aborted upload leaves no par
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -144,6 +145,7 @@ def _parts_sent(remote: Remote, monkeypatch: pytest.MonkeyPatch, error: Exceptio
         if method == "upload_part":
             sent.append(kw["PartNumber"])
             if error is not None and kw["PartNumber"] == 2 and sent.count(2) <= fails:
+                await asyncio.sleep(0.4)  # as a network error takes a moment: the other parts get through
                 raise error
         return await real(method, *args, **kw)
 
@@ -336,3 +338,25 @@ def test_an_upload_taken_over_that_ends_meanwhile_is_replaced_by_a_new_one(s3: M
     assert remote.read("files/ckpt.bin") == data
     assert heard[-1] == len(data) and max(heard) == len(data)
     assert _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=key).get("Uploads", []) == []
+
+
+def test_an_outage_longer_than_the_part_retries_resumes_the_upload_on_retry(s3: MotoS3, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upload is left in place, not aborted, when a part runs out of retries on a network error: the
+    retry of the file sends only the parts that had not arrived."""
+    data = _big(tmp_path / "ckpt.bin", 3 * s3_multipart.PART_SIZE)
+    said: list[str] = []
+    remote = Remote(s3.fresh_url(), storage_options=s3.storage_options,
+                    policy=RetryPolicy(retries=2, base=0.01, say=said.append))
+    fails = s3_multipart.PART_RETRIES + 1  # every try of part 2 in the first upload attempt
+    sent = _parts_sent(remote, monkeypatch, ConnectionError("Connection reset by peer"), fails=fails)
+    heard: list[int] = []
+    remote.upload(str(tmp_path / "ckpt.bin"), "files/ckpt.bin", progress=heard.append)
+    assert len(said) == 1 and "retrying" in said[0], said  # the whole file was retried once...
+    assert sent.count(1) == 1 and sent.count(3) == 1, sent  # ...and sent only what had not arrived
+    assert sent.count(2) == fails + 1, sent
+    assert remote.read("files/ckpt.bin") == data
+    assert heard[-1] == len(data)
+    key = remote.path("files/ckpt.bin").split("/", 1)[1]
+    assert _client(s3).list_multipart_uploads(Bucket=s3.bucket, Prefix=key).get("Uploads", []) == []
+    assert not s3_multipart._interrupted

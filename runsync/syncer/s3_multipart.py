@@ -18,11 +18,13 @@ its pusher completed or aborted it), the file is sent in a new upload.
 
 A part that meets a transient error (``transient(e)``, after the client's own
 retries) is sent again by itself, a few times with backoff, before the whole
-upload fails: a short outage costs one part, not the file. A failed upload is
-aborted, so no orphaned parts are left (and billed) -- when
-the abort itself gets through: a kill, or a network that is down, leaves them, so
-a bucket that takes pushes should have a lifecycle rule that aborts incomplete
-multipart uploads after a few days.
+upload fails: a short outage costs one part, not the file. An upload that fails
+on a transient error after that is left in place and resumed by the retry of
+the file (at once) or by a later push (after ``QUIET``); one that fails for
+good (permission, a local read error, Ctrl-C) is aborted. Uploads left by a
+kill, by a network that stayed down, or by an abort that could not get through
+keep their parts, so a bucket that takes pushes should have a lifecycle rule
+that aborts incomplete multipart uploads after a few days.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import hashlib
 import mimetypes
 import os
 import random
+import threading
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -45,6 +48,11 @@ PART_SIZE = 8 << 20  # as the AWS CLI; at most 10,000 parts, so larger for files
 WINDOW = 4  # parts in flight (and in memory)
 PART_RETRIES = 4  # of one part, on a transient error, before the upload fails (backoff 0.5 s .. 4 s)
 QUIET = 60.0  # seconds without a new part after which an unfinished upload is taken to be abandoned
+
+# Uploads this process left after a transient failure, by (bucket, key, checksum): (upload id, taken over?).
+# The retry of the same file resumes them at once, without waiting for QUIET.
+_interrupted: dict[tuple[str, str, str], tuple[str, bool]] = {}
+_lock = threading.Lock()
 _MAX_PARTS = 10_000
 
 
@@ -126,22 +134,39 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
             parts = await asyncio.gather(*tasks)
             await fs._call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id,
                               MultipartUpload={"Parts": list(parts)})
-        except BaseException:
+        except BaseException as e:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if not adopted:  # an upload we took over may still be another pusher's: never abort it
+            if isinstance(e, Exception) and transient(e):
+                with _lock:  # the network went away: the retry (or the next push) resumes this upload
+                    _interrupted[(bucket, key, str(algo))] = (upload_id, adopted)
+            elif not adopted:  # an upload we took over may still be another pusher's: never abort it
                 try:
                     await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
                 except Exception:
                     pass  # the original error is what the user needs to see
             raise
 
-    left = await _left_behind(fs, bucket, key, algo)
+    with _lock:
+        mine = _interrupted.pop((bucket, key, str(algo)), None)
+    try:
+        if mine is not None:
+            left: tuple[str, dict[int, Any], bool] | None = (mine[0], await _parts(fs, bucket, key, mine[0]), mine[1])
+        else:
+            found = await _left_behind(fs, bucket, key, algo)
+            left = None if found is None else (*found, True)
+    except FileNotFoundError:
+        left = None  # NoSuchUpload: aborted meanwhile (by a lifecycle rule)
+    except BaseException:
+        if mine is not None:  # still down: the next retry tries this upload again
+            with _lock:
+                _interrupted[(bucket, key, str(algo))] = mine
+        raise
     try:
         if left is not None:
             try:
-                await attempt(*left, adopted=True)
+                await attempt(left[0], left[1], adopted=left[2])
                 return
             except FileNotFoundError:
                 pass  # NoSuchUpload: its pusher completed or aborted it meanwhile; start afresh
@@ -165,21 +190,30 @@ async def _left_behind(fs: Any, bucket: str, key: str, algo: dict[str, str]) -> 
         if not ours:
             return None
         upload = ours[-1]  # listed by initiation time, oldest first
-        parts: dict[int, Any] = {}
-        marker: dict[str, Any] = {}
-        while True:
-            page = await fs._call_s3("list_parts", Bucket=bucket, Key=key, UploadId=upload["UploadId"], **marker)
-            parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
-            if not page.get("IsTruncated"):
-                break
-            marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
-        now = _server_time(page)
+        seen: dict[str, Any] = {}
+        parts = await _parts(fs, bucket, key, upload["UploadId"], seen)
+        now = _server_time(seen)
         last = max([p["LastModified"] for p in parts.values() if p.get("LastModified")] or [upload["Initiated"]])
         if (now - last).total_seconds() < QUIET:
             return None  # probably another pusher's, still sending: leave it alone
         return upload["UploadId"], parts
     except Exception:
         return None
+
+
+async def _parts(fs: Any, bucket: str, key: str, upload_id: str, last_page: dict[str, Any] | None = None,
+                 ) -> dict[int, Any]:
+    """The parts of an unfinished upload, by number (every page); ``last_page`` gets the last response."""
+    parts: dict[int, Any] = {}
+    marker: dict[str, Any] = {}
+    while True:
+        page = await fs._call_s3("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, **marker)
+        parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
+        if not page.get("IsTruncated"):
+            if last_page is not None:
+                last_page.update(page)
+            return parts
+        marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
 
 
 def _server_time(response: dict[str, Any]) -> datetime:
