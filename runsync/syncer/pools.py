@@ -10,6 +10,7 @@ of run to the end.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import Any
 from ..format.errors import FormatError
 from .remote import RemoteError, RemoteSetupError
 
-__all__ = ["Progress", "each_run", "pools"]
+__all__ = ["Progress", "each_run", "in_flight", "pools"]
 
 # What a transfer tells its progress callback: (run id, outcome, result so far). "sending" comes first, from
 # a worker thread, when a run starts (the result then changes while files move); then, as each run finishes,
@@ -66,3 +67,26 @@ def each_run(ids: list[str], work: Callable[[str, ThreadPoolExecutor], str | Non
                 res.failures.append((run_id, str(outcome)))
             progress(run_id, "failed" if isinstance(outcome, Exception) else outcome, res)
     res.failures.sort()
+
+
+@contextmanager
+def in_flight(res: Any, lock: threading.Lock, landed: Callable[[], None]) -> Iterator[Callable[[int], None]]:
+    """One file on its way: the callable it yields takes the bytes moved so far (from 0 again on a retry)
+    into ``res.bytes_in_flight``; when the block ends they leave it, and if it ended well ``landed()``
+    counts the file, in the same locked step, so a progress line never sees its bytes twice or not at all."""
+    moved = [0]
+
+    def progress(n: int) -> None:
+        with lock:
+            res.bytes_in_flight += n - moved[0]
+            moved[0] = n
+    ok = False
+    try:
+        yield progress
+        ok = True
+    finally:
+        with lock:
+            res.bytes_in_flight -= moved[0]
+            moved[0] = 0
+            if ok:
+                landed()

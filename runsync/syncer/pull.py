@@ -13,7 +13,7 @@ from ..format.atomic import temporary
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
 from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, sha256_file, stored_at
-from .pools import Progress, each_run
+from .pools import Progress, each_run, in_flight
 from .remote import Remote
 
 __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
@@ -109,30 +109,16 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
 
     def fetch(run_id: str, rel: str, sha: str, size: int, target: Path) -> None:
         """One file, counted in the result as it lands (progress moves per file, and per byte in flight)."""
-        moved = [0]
-
-        def progress(n: int) -> None:
-            with lock:
-                res.bytes_in_flight += n - moved[0]
-                moved[0] = n
+        def landed() -> None:
+            res.files += 1
+            res.bytes += size
         target.parent.mkdir(parents=True, exist_ok=True)
-        landed = False
-        try:
-            with temporary(target) as tmp:
-                remote.download(_source_of(remote, run_id, rel, sha), str(tmp), progress=progress)
-                got = _sha_of_local(tmp)
-                if got != sha:
-                    raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {sha}",
-                                           remote.display)
-                os.replace(tmp, target)
-                landed = True
-        finally:
-            with lock:  # in flight → landed in one step: the progress line never dips
-                res.bytes_in_flight -= moved[0]
-                moved[0] = 0
-                if landed:
-                    res.files += 1
-                    res.bytes += size
+        with in_flight(res, lock, landed) as progress, temporary(target) as tmp:
+            remote.download(_source_of(remote, run_id, rel, sha), str(tmp), progress=progress)
+            got = _sha_of_local(tmp)
+            if got != sha:
+                raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {sha}", remote.display)
+            os.replace(tmp, target)
 
     def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
         run_dir = dest / run_id

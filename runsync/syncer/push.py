@@ -34,7 +34,7 @@ from ..format.manifest import (
     stored_at,
 )
 from ..format.meta import RunInfo, load_doc
-from .pools import Progress, each_run
+from .pools import Progress, each_run, in_flight
 from .remote import Remote
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
@@ -283,26 +283,15 @@ class _Pusher:
         return True
 
     def _put(self, target: str, f: LocalFile, data: bytes | None, size: int) -> None:
-        moved = [0]  # bytes of this file the remote has so far (a retry starts again from 0)
-
-        def progress(n: int) -> None:
-            with self.lock:
-                self.result.bytes_in_flight += n - moved[0]
-                moved[0] = n
-        try:
+        def landed() -> None:
+            self.result.files_sent += 1
+            self.result.bytes_sent += size
+        with in_flight(self.result, self.lock, landed) as progress:
             if not self.opts.dry_run:
                 if data is not None:
                     self.remote.write(target, data)
                 else:
                     self.remote.upload(str(f.path), target, progress=progress)
-        except BaseException:
-            with self.lock:
-                self.result.bytes_in_flight -= moved[0]
-            raise
-        with self.lock:  # one step, so that a progress line never sees the file's bytes twice or not at all
-            self.result.bytes_in_flight -= moved[0]
-            self.result.files_sent += 1
-            self.result.bytes_sent += size
 
 
 def push(src: str | Path, remote: Remote, opts: PushOptions | None = None,
