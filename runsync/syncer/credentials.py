@@ -81,6 +81,7 @@ def _google_service_account(display: str, options: dict[str, Any],
         what = f"missing {', '.join(missing)}" if missing else f"{type(e).__name__}; check its private_key"
         raise RemoteSetupError(f"{display}: GOOGLE_APPLICATION_CREDENTIALS={key} is not a usable service-account "
                                f"key ({what})") from None
+
     def refresh() -> None:
         try:
             creds.refresh(Request())

@@ -90,6 +90,7 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
     step = part_size(size)
     loop = asyncio.get_running_loop()
     sent = [0]
+    slot = (bucket, key, str(algo))  # in _interrupted
 
     def read(offset: int) -> bytes:  # a handle per part: a read left running by a cancelled part harms nothing
         with open(local_path, "rb") as f:
@@ -104,10 +105,11 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
                 data = await loop.run_in_executor(None, read, offset)
                 if len(data) != min(step, size - offset):
                     raise OSError(f"{local_path} changed size while being uploaded")
-                crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode() if number in kept else None
-                if number in kept and _same(kept[number], data, crc if checksum else None):
+                crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode() \
+                    if checksum and number in kept else None
+                if number in kept and _same(kept[number], data, crc):
                     done = {"PartNumber": number, "ETag": kept[number]["ETag"]}
-                    if checksum:
+                    if crc is not None:
                         done["ChecksumCRC32"] = crc
                 else:
                     for attempt_no in range(PART_RETRIES + 1):
@@ -140,7 +142,7 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
             await asyncio.gather(*tasks, return_exceptions=True)
             if isinstance(e, Exception) and transient(e):
                 with _lock:  # the network went away: the retry (or the next push) resumes this upload
-                    _interrupted[(bucket, key, str(algo))] = (upload_id, adopted)
+                    _interrupted[slot] = (upload_id, adopted)
             elif not adopted:  # an upload we took over may still be another pusher's: never abort it
                 try:
                     await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
@@ -149,7 +151,7 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
             raise
 
     with _lock:
-        mine = _interrupted.pop((bucket, key, str(algo)), None)
+        mine = _interrupted.pop(slot, None)
     try:
         if mine is not None:
             left: tuple[str, dict[int, Any], bool] | None = (mine[0], await _parts(fs, bucket, key, mine[0]), mine[1])
@@ -161,7 +163,7 @@ async def _upload(fs: Any, local_path: str, path: str, window: int, progress: Ca
     except BaseException:
         if mine is not None:  # still down: the next retry tries this upload again
             with _lock:
-                _interrupted[(bucket, key, str(algo))] = mine
+                _interrupted[slot] = mine
         raise
     try:
         if left is not None:

@@ -226,10 +226,9 @@ class Flusher:
         due = force_part or media_due or now - self._last_part >= self.settings.part_interval
         if due and now >= self._part_retry_at:
             self._write_pending(full=False)
-        elif self.media is not None and self.media.pending and now >= self._part_retry_at:
-            # Every flush, not every part: a kill -9 loses at most a flush interval of media (§13.4).
-            if not self._write_media():
-                self._part_retry_at = now + _RETRY_DISK  # a failing disk: do not re-encode every second
+        elif now >= self._part_retry_at and not self._write_media():
+            # Media go out every flush, not every part: a kill -9 loses at most a flush interval of them (§13.4).
+            self._part_retry_at = now + _RETRY_DISK  # a failing disk: do not re-encode every second
         self._release_segments()
         if time.time() - self._last_status >= self.settings.heartbeat_interval:
             self._write_status(State.RUNNING)
