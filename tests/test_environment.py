@@ -235,6 +235,12 @@ def test_secrets_never_reach_run_files(tmp_path: Path, monkeypatch: pytest.Monke
     (["t.py", "--cfg", '{"api_key": "X1", "lr": 1}'], ["t.py", "--cfg", f'{{"api_key": "{REDACTED}", "lr": 1}}']),
     (["t.py", "--note", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"], ["t.py", "--note", REDACTED]),
     (["t.py", "-1", "--x=-3"], ["t.py", "-1", "--x=-3"]),
+    # the mysql/psql short password option (issue 10 item 8), separate and attached
+    (["t.py", "-p", "SECRETVALUE", "--lr", "1"], ["t.py", "-p", REDACTED, "--lr", "1"]),
+    (["t.py", "-pSECRETVALUE"], ["t.py", f"-p{REDACTED}"]),
+    (["t.py", "-p=SECRETVALUE"], ["t.py", f"-p{REDACTED}"]),
+    (["t.py", "-p", "--verbose"], ["t.py", "-p", "--verbose"]),  # a flag, no value to redact
+    (["t.py", "--port", "8080", "--profile", "x"], ["t.py", "--port", "8080", "--profile", "x"]),
 ])
 def test_redact_argv(argv: list[str], expected: list[str]) -> None:
     assert redact_argv(argv) == expected

@@ -184,6 +184,17 @@ def redact_argv(argv: list[str], scrub: _Scrubber | None = None) -> list[str]:
             scrub.add(arg)
             out.append(REDACTED)
             continue
+        if i > 0 and _is_short_password(arg):
+            # ``-p SECRET`` / ``-pSECRET``, the mysql/psql password option (spec §16): a port redacted by
+            # mistake costs nothing, a password kept costs everything.
+            if arg == "-p":
+                nxt = argv[i + 1] if i + 1 < len(argv) else None
+                redact_next = nxt is not None and not str(nxt).startswith("-")
+                out.append(arg)
+            else:
+                scrub.add(arg[2:].lstrip("="))
+                out.append(f"-p{REDACTED}")
+            continue
         if i > 0 and arg.startswith("-") and len(arg) > 2 and not arg[1:2].isdigit() and arg != "--":
             name, eq, value = arg.partition("=")
             if secret_name(name.lstrip("-")):
@@ -202,6 +213,19 @@ def redact_argv(argv: list[str], scrub: _Scrubber | None = None) -> list[str]:
             continue
         out.append(_redact_value(arg, scrub))
     return [scrub.text(a) for a in out]
+
+
+def _is_short_password(arg: str) -> bool:
+    """``-p`` alone or with its value attached (``-pSECRET``, ``-p=SECRET``); never a long option."""
+    if arg == "-p":
+        return True
+    if not arg.startswith("-p") or len(arg) <= 2 or arg[2] == "-":
+        return False
+    # ``-password X``, ``-pwd=X``: a long option with one dash, redacted by its name instead
+    return arg[1:].partition("=")[0].lower() not in _ONE_DASH_PASSWORD_NAMES
+
+
+_ONE_DASH_PASSWORD_NAMES = frozenset({"pass", "passwd", "password", "passphrase", "pw", "pwd"})
 
 
 _KEY_VALUE = re.compile(r"^(?P<key>[+~]{0,2}[A-Za-z_][A-Za-z0-9_.\-/]*)=(?P<value>.*)$", re.DOTALL)
