@@ -346,3 +346,51 @@ def test_unconvertible_dataframe_is_a_value_error(root: Path) -> None:
             run.log({"loss": 1.0, "t": runsync.Table(dataframe=pd.DataFrame({"z": [1 + 2j]}))})
         assert run.step == 1
     assert _col(_wide(run.dir), "loss") == {0: 1.0}
+
+
+# -- values whose own methods raise, and absurd nesting (issue 10 item 7) ------------------------
+
+
+class _BadFloat(float):
+    def __float__(self) -> float:
+        raise RuntimeError("no float for you")
+
+
+class _BadShape:
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise RuntimeError("no shape for you")
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    d: dict[str, Any] = {"leaf": 1.0}
+    for _ in range(levels):
+        d = {"n": d}
+    return d
+
+
+@pytest.mark.parametrize(("key", "bad"), [
+    ("badfloat", _BadFloat(1.0)),
+    ("badshape", _BadShape()),
+])
+def test_a_value_whose_methods_raise_is_a_logvalueerror(root: Path, key: str, bad: Any) -> None:
+    with runsync.init(dir=root) as run:
+        with pytest.raises(runsync.LogValueError) as info:
+            run.log({"fine": 2.0, key: bad})
+    assert [k for k, _ in info.value.errors] == [key]
+    assert repr(key) in str(info.value)
+    assert _col(_wide(run.dir), "fine") == {0: 2.0}
+
+
+def test_a_dict_nested_2000_levels_is_a_logvalueerror(root: Path) -> None:
+    with runsync.init(dir=root) as run:
+        with pytest.raises(runsync.LogValueError) as info:
+            run.log({"fine": 2.0, "deep": _deep(2000)})
+    assert len(info.value.errors) == 1 and info.value.errors[0][0].startswith("deep/n/n/")
+    assert _col(_wide(run.dir), "fine") == {0: 2.0}
+
+
+def test_flatten_keeps_order_of_nested_keys() -> None:
+    from runsync.format.values import flatten
+    data = {"a": 1, "b": {"c": 2, "d": {"e": 3}, "f": 4}, "g": {}, "h": 5}
+    assert list(flatten(data)) == [("a", 1), ("b/c", 2), ("b/d/e", 3), ("b/f", 4), ("h", 5)]

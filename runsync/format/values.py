@@ -145,14 +145,23 @@ def _check_text(key: str, value: str) -> str:
 
 
 def flatten(data: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, object]]:
-    """Yield (key, value) with nested mappings joined by '/' (spec §5.1)."""
-    for k, v in data.items():
-        if not isinstance(k, str):
-            raise TypeError(f"log() keys must be str, got {type(k).__name__} ({k!r})")
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            if not v:
+    """Yield (key, value) with nested mappings joined by '/' (spec §5.1).
+
+    Depth-first with an explicit stack, so a dict nested thousands of levels deep yields its (over-long)
+    key for the key check to reject instead of exhausting Python's recursion limit.
+    """
+    stack: list[tuple[str, Iterator[tuple[Any, Any]]]] = [(prefix, iter(data.items()))]
+    while stack:
+        pre, items = stack[-1]
+        for k, v in items:
+            if not isinstance(k, str):
+                raise TypeError(f"log() keys must be str, got {type(k).__name__} ({k!r})")
+            key = f"{pre}{k}"
+            if isinstance(v, Mapping):
+                if v:
+                    stack.append((key + SEPARATOR, iter(v.items())))
+                    break
                 continue
-            yield from flatten(v, key + SEPARATOR)
-        else:
             yield key, v
+        else:
+            stack.pop()

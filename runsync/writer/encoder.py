@@ -224,6 +224,9 @@ class Encoder:
             except (TypeError, ValueError, ImportError) as e:
                 errors.append((key, e))
                 continue
+            except Exception as e:  # a value whose own methods raise (__float__, .shape): bad input (§5.4)
+                errors.append((key, TypeError(f"log() value for key {key!r}: {type(e).__name__}: {e}")))
+                continue
             if type(value) is not _PY_TYPE.get(vtype):
                 plain = False
             items.append((key, vtype, v))
