@@ -131,6 +131,30 @@ def test_hostile_index_is_rejected(tmp_path: Path) -> None:
         push_bundle(b, Remote(str(tmp_path / "remote")))
 
 
+_BLOB = {"size": 1, "sha256": "0" * 64}
+
+
+@pytest.mark.parametrize("index", [
+    {"format": "1.1", "runs": []},
+    [],
+    {"format": "1.1", "runs": {"r1": []}},
+    {"format": "1.1", "runs": {"r1": {"files": {"run.json": _BLOB}, "carried": "run.json"}}},
+    # a manifest never lists itself (spec §12.2), carried or not
+    {"format": "1.1", "runs": {"r1": {"files": {"manifest.json": _BLOB}, "carried": ["manifest.json"]}}},
+    {"format": "1.1", "runs": {"r1": {"files": {"manifest.json": _BLOB}, "carried": []}}},
+])
+def test_malformed_or_self_listing_index_is_rejected(tmp_path: Path, index: object) -> None:
+    raw = json.dumps(index).encode()
+    b = tmp_path / "h.tar"
+    with tarfile.open(b, "w") as tar:
+        ti = tarfile.TarInfo(BUNDLE_INDEX)
+        ti.size = len(raw)
+        tar.addfile(ti, io.BytesIO(raw))
+    with pytest.raises(CorruptFileError, match="index rejected"):
+        push_bundle(b, Remote(str(tmp_path / "remote")))
+    assert not (tmp_path / "remote").exists() or not any((tmp_path / "remote").rglob("manifest.json"))
+
+
 def test_not_a_bundle(tmp_path: Path) -> None:
     b = tmp_path / "x.tar"
     with tarfile.open(b, "w") as tar:

@@ -122,14 +122,20 @@ def _read_index(tar: tarfile.TarFile, where: str) -> dict[str, Any]:
     assert f is not None
     try:
         index = json.loads(f.read())
+        if not isinstance(index, dict) or not isinstance(index.get("runs"), dict):
+            raise FormatError("the index must be an object whose 'runs' is an object of run id -> run")
         check_version(index.get("format", "1.0"), where)
         for run_id, r in index["runs"].items():
             if not ID_RE.match(run_id):
                 raise FormatError(f"invalid run id {run_id!r}")
+            if not isinstance(r, dict) or not isinstance(r.get("carried"), list):
+                raise FormatError(f"run {run_id!r}: expected an object with 'files' and a 'carried' list")
+            if MANIFEST in r.get("files", {}) or MANIFEST in r["carried"]:  # spec §12.2: never lists itself
+                raise FormatError(f"run {run_id!r} lists its own {MANIFEST}")
             parse_manifest(json.dumps({"run_id": run_id, "files": r["files"]}).encode(), where)
             for rel in r["carried"]:
                 check_rel_path(rel)
-    except (ValueError, KeyError, TypeError, FormatError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, FormatError) as e:
         raise CorruptFileError(f"bundle index rejected: {e}", where) from None
     return index  # type: ignore[no-any-return]
 
