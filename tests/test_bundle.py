@@ -119,14 +119,20 @@ def test_hostile_bundle_writes_nothing_anywhere(tmp_path: Path, member: tarfile.
     assert not (tmp_path.parent / "evil").exists()
 
 
-def test_hostile_index_is_rejected(tmp_path: Path) -> None:
-    raw = json.dumps({"format": "1.1", "runs": {"r1": {"files": {"../x": {"size": 1, "sha256": "0" * 64}},
-                                                        "carried": ["../x"]}}}).encode()
+def _index_only_bundle(tmp_path: Path, index: object) -> Path:
+    """A bundle holding nothing but the given index."""
+    raw = json.dumps(index).encode()
     b = tmp_path / "h.tar"
     with tarfile.open(b, "w") as tar:
         ti = tarfile.TarInfo(BUNDLE_INDEX)
         ti.size = len(raw)
         tar.addfile(ti, io.BytesIO(raw))
+    return b
+
+
+def test_hostile_index_is_rejected(tmp_path: Path) -> None:
+    b = _index_only_bundle(tmp_path, {"format": "1.1", "runs": {"r1": {
+        "files": {"../x": {"size": 1, "sha256": "0" * 64}}, "carried": ["../x"]}}})
     with pytest.raises(CorruptFileError, match="index rejected"):
         push_bundle(b, Remote(str(tmp_path / "remote")))
 
@@ -144,12 +150,7 @@ _BLOB = {"size": 1, "sha256": "0" * 64}
     {"format": "1.1", "runs": {"r1": {"files": {"manifest.json": _BLOB}, "carried": []}}},
 ])
 def test_malformed_or_self_listing_index_is_rejected(tmp_path: Path, index: object) -> None:
-    raw = json.dumps(index).encode()
-    b = tmp_path / "h.tar"
-    with tarfile.open(b, "w") as tar:
-        ti = tarfile.TarInfo(BUNDLE_INDEX)
-        ti.size = len(raw)
-        tar.addfile(ti, io.BytesIO(raw))
+    b = _index_only_bundle(tmp_path, index)
     with pytest.raises(CorruptFileError, match="index rejected"):
         push_bundle(b, Remote(str(tmp_path / "remote")))
     assert not (tmp_path / "remote").exists() or not any((tmp_path / "remote").rglob("manifest.json"))
