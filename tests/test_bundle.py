@@ -148,12 +148,22 @@ _BLOB = {"size": 1, "sha256": "0" * 64}
     # a manifest never lists itself (spec §12.2), carried or not
     {"format": "1.1", "runs": {"r1": {"files": {"manifest.json": _BLOB}, "carried": ["manifest.json"]}}},
     {"format": "1.1", "runs": {"r1": {"files": {"manifest.json": _BLOB}, "carried": []}}},
+    {"format": "1.1", "runs": {"r1": {"files": {}, "carried": ["manifest.json"]}}},  # carried, never listed
+    {"format": "1.1", "runs": {"r1": {"files": {"run.json": _BLOB}, "carried": ["other.json"]}}},
 ])
 def test_malformed_or_self_listing_index_is_rejected(tmp_path: Path, index: object) -> None:
     b = _index_only_bundle(tmp_path, index)
     with pytest.raises(CorruptFileError, match="index rejected"):
         push_bundle(b, Remote(str(tmp_path / "remote")))
     assert not (tmp_path / "remote").exists() or not any((tmp_path / "remote").rglob("manifest.json"))
+
+
+def test_a_manifest_that_lists_itself_is_rejected() -> None:
+    from runsync.format.manifest import parse_manifest
+    raw = json.dumps({"format": "1.1", "run_id": "r1", "created": 0.0,
+                      "files": {"run.json": _BLOB, "manifest.json": _BLOB}}).encode()
+    with pytest.raises(CorruptFileError, match="never listed in itself"):
+        parse_manifest(raw, "remote/r1/manifest.json")
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:

@@ -138,6 +138,8 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
     for p, e in d["files"].items():
         try:
             path = check_rel_path(p)
+            if path == MANIFEST:
+                raise FormatError(f"{MANIFEST} is never listed in itself")
             if not isinstance(e, dict) or not _SHA_RE.match(str(e.get("sha256"))) or not isinstance(e.get("size"), int):
                 raise FormatError(f"bad entry for {p!r}")
         except FormatError as err:

@@ -130,11 +130,10 @@ def _read_index(tar: tarfile.TarFile, where: str) -> dict[str, Any]:
                 raise FormatError(f"invalid run id {run_id!r}")
             if not isinstance(r, dict) or not isinstance(r.get("carried"), list):
                 raise FormatError(f"run {run_id!r}: expected an object with 'files' and a 'carried' list")
-            if MANIFEST in r.get("files", {}) or MANIFEST in r["carried"]:  # spec §12.2: never lists itself
-                raise FormatError(f"run {run_id!r} lists its own {MANIFEST}")
-            parse_manifest(json.dumps({"run_id": run_id, "files": r["files"]}).encode(), where)
+            listed = parse_manifest(json.dumps({"run_id": run_id, "files": r["files"]}).encode(), where).files
             for rel in r["carried"]:
-                check_rel_path(rel)
+                if check_rel_path(rel) not in listed:
+                    raise FormatError(f"run {run_id!r} carries {rel!r}, which its file list does not name")
     except (ValueError, KeyError, TypeError, AttributeError, FormatError) as e:
         raise CorruptFileError(f"bundle index rejected: {e}", where) from None
     return index  # type: ignore[no-any-return]
