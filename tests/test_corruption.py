@@ -77,6 +77,18 @@ def test_unknown_major_version_is_rejected(root: Path) -> None:
         runsync.open_run(d)
 
 
+@pytest.mark.parametrize("bad", [" 1.2", "1.2 ", "1.0_0", "1.\u0662", "+1.2", "1.-2", "1.2.0", "", 1.2, 1, None, ["1.2"]])
+def test_version_strings_that_are_not_ascii_major_dot_minor_are_rejected(root: Path, bad: object) -> None:
+    """§1.2: the version is a string matching ^[0-9]+\\.[0-9]+$ (ASCII); readers MUST NOT guess, so
+    int()'s leniency (blanks, '+', '_', other scripts' digits) and a JSON number are all refused, naming the file."""
+    d = _run(root)
+    info = json.loads((d / "run.json").read_text())
+    info["format"] = bad
+    (d / "run.json").write_text(json.dumps(info))
+    with pytest.raises(UnsupportedVersionError, match="run.json.*unreadable format version"):
+        runsync.open_run(d)
+
+
 def test_newer_minor_version_and_unknown_fields_are_accepted(root: Path) -> None:
     d = _run(root)
     info = json.loads((d / "run.json").read_text())

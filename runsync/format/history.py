@@ -262,7 +262,7 @@ def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHE
         version = md.get(b"runsync.format")
         if version is None:
             raise CorruptFileError("Parquet file without runsync.format metadata: not a history part", path)
-        check_version(version.decode(), path)
+        check_version(version.decode("utf-8", "replace"), path)
         table = pf.read()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         if isinstance(e, FileNotFoundError):
