@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import struct
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,45 @@ def test_torn_wal_tail_is_ignored(root: Path) -> None:
     t = time.time()
     assert runsync.open_run(copy).history()["a"].tolist() == [float(i) for i in range(50)]
     assert time.time() - t < 10
+
+
+def _record(body: bytes) -> bytes:
+    """One WAL record (spec §8.3): u32 length (multiple of 8), u32 crc32 of the body, the body padded."""
+    from runsync.format.wal import align8
+    length = align8(8 + len(body))
+    body = body + b"\0" * (length - 8 - len(body))
+    return length.to_bytes(4, "little") + zlib.crc32(body).to_bytes(4, "little") + body
+
+
+def _keydef(key_id: int, name: str) -> bytes:
+    from runsync.format.wal import KEYDEF
+    raw = name.encode()
+    return _record(KEYDEF.pack(1, key_id, len(raw)) + raw)
+
+
+def _generic(seq: int, t: float, items: list[tuple[int, int, bytes]]) -> bytes:
+    from runsync.format.wal import GENERIC_PREFIX
+    return _record(GENERIC_PREFIX.pack(4, len(items), seq, seq, t)
+                   + b"".join(k.to_bytes(4, "little") + bytes([vt]) + v for k, vt, v in items))
+
+
+def test_undefined_key_id_in_a_wal_record_is_a_corrupt_file_naming_it() -> None:
+    """§1.3/§8.3.6: a record naming a key id that no KEYDEF defined is a CorruptFileError naming the
+    segment and the id — not a bare KeyError: 999999."""
+    from runsync.format.wal import Columns, Decoder
+    data = _keydef(0, "a") + _generic(0, 1.0, [(999999, 1, struct.pack("<d", 1.5))])
+    with pytest.raises(CorruptFileError, match=r"wal\.000000\.000000.*key id 999999"):
+        Decoder().decode(data, 0, len(data), Columns(), "run/streams/main/wal.000000.000000")
+
+
+def test_generic_record_skipped_for_an_unknown_type_code_does_not_move_the_time_floor() -> None:
+    """§1.2/§4.3: a GENERIC record with a type code of a newer minor version is skipped as a whole, and
+    like a ROW of a skipped schema it does not raise the time floor of the rows after it."""
+    from runsync.format.wal import Columns, Decoder
+    data = (_keydef(0, "a") + _generic(0, 1.0, [(0, 1, struct.pack("<d", 0.5))])
+            + _generic(1, 1000.0, [(0, 200, b"")])  # type code 200: unknown, skipped
+            + _generic(2, 2.0, [(0, 1, struct.pack("<d", 2.5))]))
+    cols = Columns()
+    Decoder().decode(data, 0, len(data), cols, "seg")
+    times = [t for chunk in cols.chunks["a"] for t in chunk[2].tolist()]
+    assert times == [1.0, 2.0]

@@ -257,7 +257,7 @@ class Decoder:
             raise CorruptFileError(f"ROW record uses undefined schema {schema_id}", path)
         nxt = pos + length
         if nxt + 16 > end or _ROW_HEAD.unpack_from(mv, nxt)[::3] != (length, schema_id):
-            return self._row_one(mv, pos, length, schema, out, acc)
+            return self._row_one(mv, pos, length, schema, out, acc, path)
         count = (end - pos) // length
         arr = np.frombuffer(mv, dtype=schema.dtype(length), count=count, offset=pos)
         bad = (arr["len"] != length) | (arr["kind"] != Kind.ROW) | (arr["schema"] != schema_id)
@@ -282,12 +282,14 @@ class Decoder:
             values = np.array(arr[f"v{i}"])
             if vtype == ValueType.BOOL:
                 values = values.astype(bool)
-            out.add(self.keys[key_id], vtype, steps, times, seqs, values)
+            out.add(self._key(key_id, pos, path), vtype, steps, times, seqs, values)
         out.max_seq = max(out.max_seq, int(seqs[-1]))
         del arr
         return count
 
-    def _row_one(self, mv: memoryview, pos: int, length: int, schema: _Schema, out: Columns, acc: _Scalars) -> int:
+    def _row_one(
+        self, mv: memoryview, pos: int, length: int, schema: _Schema, out: Columns, acc: _Scalars, path: Any
+    ) -> int:
         """A lone ROW record (schemas alternate): decoded with struct, not numpy."""
         st = schema.struct()
         _k, _s, seq, step, t, *values = st.unpack_from(mv, pos + 8)
@@ -297,13 +299,21 @@ class Decoder:
                 return 0
         t = self.time_floor = max(t, self.time_floor)
         for key_id, vtype, v in zip(schema.key_ids, schema.types, values):
-            acc.add(self.keys[key_id], vtype, step, t, seq, v)
+            acc.add(self._key(key_id, pos, path), vtype, step, t, seq, v)
         out.max_seq = max(out.max_seq, seq)
         return 1
 
+    def _key(self, key_id: int, pos: int, path: Any) -> str:
+        """The name of ``key_id``; a record naming an id no KEYDEF defined is corrupt (spec §1.3, §8.3.6)."""
+        try:
+            return self.keys[key_id]
+        except KeyError:
+            raise CorruptFileError(
+                f"WAL record at offset {pos} uses key id {key_id}, which no KEYDEF record of this incarnation "
+                "defines (spec §8.3.6)", path) from None
+
     def _generic(self, mv: memoryview, pos: int, out: Columns, acc: _Scalars, path: Any) -> None:
         _, n, seq, step, t = GENERIC_PREFIX.unpack_from(mv, pos + 8)
-        t = self.time_floor = max(t, self.time_floor)
         p = pos + 8 + GENERIC_PREFIX.size
         items: list[tuple[str, int, Any]] = []
         for _ in range(n):
@@ -326,8 +336,11 @@ class Decoder:
             elif vtype == ValueType.NULL:
                 value = None
             else:
-                return  # a type code of a newer minor version: skip the record (spec §1.2)
-            items.append((self.keys[key_id], vtype, value))
+                # a type code of a newer minor version: skip the record (spec §1.2); a skipped
+                # record is not read, so like a ROW of a skipped schema it does not move the time floor (§4.3)
+                return
+            items.append((self._key(key_id, pos, path), vtype, value))
+        t = self.time_floor = max(t, self.time_floor)
         for key, vtype, value in items:
             acc.add(key, vtype, step, t, seq, value)
         out.max_seq = max(out.max_seq, seq)
