@@ -57,23 +57,16 @@ class Follower:
 
         from ..format.history import columns_to_table, empty_table, list_parts, read_part, select_cover
         from ..format.layout import RunLayout
-        from ..format.liveness import host_identity
-        from ..format.meta import Claim, load_doc
-        from ..format.tail import filter_seq, read_tail
+        from ..format.tail import filter_seq, stream_tails
         from ..format.wal import Columns
 
         layout = RunLayout(self.run_dir)
         # Tails first, then parts: a part written meanwhile then hides the same rows of the tail (as RunView).
-        same_boot = host_identity()[1]
         tails: dict[str, Any] = {}
         for st in layout.streams():
             cols = Columns()
-            for inc in sorted({inc for inc, _n, _p in st.segments()}):
-                try:
-                    c = load_doc(Claim, st.claim(inc))
-                except FileNotFoundError:
-                    continue
-                cols.extend(read_tail(st, inc, -1, c.time_floor, same_boot=c.boot_id == same_boot))
+            for _inc, tail in stream_tails(layout.history, st, -1):
+                cols.extend(tail)
             tails[st.name] = cols
         parts = select_cover(list_parts(layout.history))
         keep = {str(p.path) for p in parts}

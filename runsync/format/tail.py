@@ -13,10 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CorruptFileError
+from .history import list_parts, part_stats
 from .layout import StreamLayout
+from .liveness import host_identity
+from .meta import Claim, load_doc
 from .wal import SEGMENT_HEADER_SIZE, Columns, Decoder, decode_segment_header
 
-__all__ = ["read_tail", "filter_seq"]
+__all__ = ["read_tail", "filter_seq", "tail_time_floor", "stream_tails"]
+
+_RESCANS = 5
 
 
 def filter_seq(cols: Columns, above: int) -> Columns:
@@ -76,3 +81,45 @@ def read_tail(
         end = len(data) if same_boot else min(len(data), synced)
         decoder.decode(data, SEGMENT_HEADER_SIZE, end, cols, path)
     return filter_seq(cols, above)
+
+
+def tail_time_floor(parts_dir: Path, stream: str, claim_floor: float) -> float:
+    """The time floor a tail of ``stream`` is decoded from (spec §4.3, §8.5).
+
+    The greater of the claim's ``time_floor`` and the greatest time in the stream's
+    parts. The writer's own floor also counted rows of segments it has since released
+    into parts; those rows are in the parts, so their greatest time restores it, and a
+    tail read live equals what the writer later stores.
+    """
+    for _ in range(_RESCANS):
+        floor = claim_floor
+        try:
+            for p in list_parts(parts_dir):
+                if p.stream == stream:
+                    floor = max(floor, part_stats(p.path).max_time)
+            return floor
+        except FileNotFoundError:
+            continue  # merged away while listed: list again, the merged part holds its rows
+    return floor
+
+
+def stream_tails(parts_dir: Path, stream: StreamLayout, above: int) -> list[tuple[int, Columns]]:
+    """Every incarnation's tail of ``stream`` with seq > ``above``, oldest first (spec §8.5).
+
+    Read-only; only streams that still have segments pay for the floor's part scan.
+    """
+    incs = sorted({inc for inc, _n, _p in stream.segments()})
+    if not incs:
+        return []
+    boot = host_identity()[1]
+    out: list[tuple[int, Columns]] = []
+    floor: float | None = None
+    for inc in incs:
+        try:
+            c = load_doc(Claim, stream.claim(inc))
+        except FileNotFoundError:
+            continue
+        if floor is None:
+            floor = tail_time_floor(parts_dir, stream.name, float("-inf"))
+        out.append((inc, read_tail(stream, inc, above, max(c.time_floor, floor), same_boot=c.boot_id == boot)))
+    return out

@@ -19,10 +19,10 @@ from ..format.errors import NotARunError
 from ..format.files import FileEntry, FilesDoc, object_path
 from ..format.history import columns_to_table, empty_table, list_parts, read_part, resolve, select_cover, to_wide
 from ..format.layout import HISTORY_DIR, SYSTEM_DIR, RunLayout, StreamLayout
-from ..format.liveness import host_identity, run_state, stream_state
+from ..format.liveness import run_state, stream_state
 from ..format.manifest import blob_path
 from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, deep_update, load_doc
-from ..format.tail import filter_seq, read_tail
+from ..format.tail import filter_seq, stream_tails
 from ..format.wal import Columns
 
 __all__ = ["RunView", "open_run"]
@@ -150,15 +150,10 @@ class RunView:
         return self.documents()[1]
 
     # -- history --------------------------------------------------------------------
-    def _tails(self, st: StreamLayout, above: int) -> Columns:
+    def _tails(self, st: StreamLayout, above: int, parts_dir: Path | None = None) -> Columns:
         cols = Columns()
-        same_boot = host_identity()[1]
-        for inc in sorted({inc for inc, _n, _p in st.segments()}):
-            try:
-                c = load_doc(Claim, st.claim(inc))
-            except FileNotFoundError:
-                continue
-            cols.extend(read_tail(st, inc, above, c.time_floor, same_boot=c.boot_id == same_boot))
+        for _inc, tail in stream_tails(parts_dir or self.layout.history, st, above):
+            cols.extend(tail)
         return cols
 
     def rows(self, keys: list[str] | None = None, table: str = HISTORY_DIR) -> pa.Table:
@@ -175,7 +170,7 @@ class RunView:
 
     def _rows(self, keys: list[str] | None, layout: RunLayout) -> pa.Table:
         # Tails first, then parts: a part written meanwhile then hides the same rows of the tail.
-        tails = {st.name: self._tails(st, -1) for st in layout.streams()}
+        tails = {st.name: self._tails(st, -1, layout.history) for st in layout.streams()}
         parts = select_cover(list_parts(layout.history))
         tables = [read_part(p.path) for p in parts]
         hi: dict[str, int] = {}

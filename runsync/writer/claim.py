@@ -57,9 +57,11 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
             h.max_seq = max(h.max_seq, load_doc(doc_cls, path).applied_seq)
         except FileNotFoundError:
             pass
+    parts_time = h.max_time  # the floor of tails starts at the parts' greatest time too (spec §4.3)
     for inc in h.incarnations:
         c = load_doc(Claim, stream.claim(inc))
-        tail = read_tail(stream, inc, covered, c.time_floor, same_boot=c.boot_id == host_identity()[1])
+        floor = max(c.time_floor, parts_time)
+        tail = read_tail(stream, inc, covered, floor, same_boot=c.boot_id == host_identity()[1])
         if tail:
             h.tails.append((inc, tail))
             h.max_seq = max(h.max_seq, tail.max_seq)
