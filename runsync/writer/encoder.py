@@ -393,6 +393,12 @@ class Encoder:
         seg.defs = len(defs)
         with self.lock:
             self.spare.append(seg)
+            cur = self.seg
+            if cur is not None and not cur.durable and not self.closed and \
+                    seg.cap - seg.off >= sum(map(len, self.defs[seg.defs:])):
+                # leave a memory segment as soon as a file one is ready: records logged
+                # from now on are durable again at once (spec §9.4)
+                self._switch(0)
 
     def _drop(self, rows: int) -> None:
         self.dropped_rows += rows

@@ -223,7 +223,10 @@ class Flusher:
         self.drain(write_full_parts=True)
         self._sync_segments()
         media_due = self.media is not None and self.media.queued_bytes > SOFT_MEDIA
-        due = force_part or media_due or now - self._last_part >= self.settings.part_interval
+        # rows held only in memory segments go to a part every flush: a kill -9 loses at most one
+        # flush interval of them (spec §9.4), not a part interval
+        due = (force_part or media_due or self._memory_rows > 0
+               or now - self._last_part >= self.settings.part_interval)
         if due and now >= self._part_retry_at:
             self._write_pending(full=False)
         elif now >= self._part_retry_at and not self._write_media():
