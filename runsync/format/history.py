@@ -30,6 +30,7 @@ __all__ = [
     "SCHEMA",
     "PART_RE",
     "remove_parts",
+    "sort_rows",
     "Part",
     "part_name",
     "parse_part_name",
@@ -243,6 +244,18 @@ def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterabl
         os.replace(tmp, final)
     fsync_dir(history_dir)
     return Part(stream, lo, hi, final)
+
+
+def sort_rows(table: pa.Table) -> pa.Table:
+    """Rows by key (byte order), then seq: the row order of a row group (spec §4.2).
+
+    A merged part read back is its row groups concatenated, sorted only piecewise; sorting
+    each input again keeps every row group of a merge of merged parts sorted too.
+    """
+    names = table.column_names
+    if "key" not in names or "seq" not in names:
+        return table
+    return table.sort_by([("key", "ascending"), ("seq", "ascending")])
 
 
 def remove_parts(paths: Iterable[Path]) -> None:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..format.history import Part, columns_to_table, read_part, remove_parts, write_part
+from ..format.history import Part, columns_to_table, read_part, remove_parts, sort_rows, write_part
 from ..format.layout import RunLayout, StreamLayout
 from ..format.meta import ConfigDoc, State, Status, SummaryDoc, save_doc
 from ..format.wal import Columns, Decoder
@@ -324,7 +324,7 @@ class Flusher:
                     self.stream.name,
                     group[0].part.lo,
                     group[-1].part.hi,
-                    (read_part(p.part.path) for p in group),
+                    (sort_rows(read_part(p.part.path)) for p in group),
                 )
             except Exception as e:
                 self.reporter.problem("compact", f"could not merge history parts ({type(e).__name__}: {e}); will retry")
