@@ -168,3 +168,15 @@ def test_generic_record_skipped_for_an_unknown_type_code_does_not_move_the_time_
     Decoder().decode(data, 0, len(data), cols, "seg")
     times = [t for chunk in cols.chunks["a"] for t in chunk[2].tolist()]
     assert times == [1.0, 2.0]
+
+
+def test_same_boot_needs_the_same_host_and_a_known_boot_id() -> None:
+    """§8.5: records past synced_off are trusted only in the writer's own boot. Two hosts, or a host
+    that cannot name its boot (an empty boot id), are not 'the same boot'."""
+    from runsync.format.liveness import host_identity, same_boot
+    host, boot = host_identity()
+    assert boot, "this machine names its boot (Linux boot_id, else the boot time)"
+    assert same_boot(host, boot)
+    assert not same_boot("some-other-host", boot)
+    assert not same_boot(host, "")
+    assert not same_boot("", "")

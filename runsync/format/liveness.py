@@ -13,7 +13,8 @@ from .errors import CorruptFileError
 from .layout import RunLayout, StreamLayout
 from .meta import Claim, State, Status, load_doc
 
-__all__ = ["host_identity", "StreamState", "stream_state", "run_state", "STALE_FACTOR", "MIN_STALE"]
+__all__ = [
+    "same_boot", "host_identity", "StreamState", "stream_state", "run_state", "STALE_FACTOR", "MIN_STALE"]
 
 STALE_FACTOR = 6.0
 MIN_STALE = 60.0
@@ -27,7 +28,22 @@ def host_identity() -> tuple[str, str]:
             boot = f.read().strip()
     except OSError:
         boot = ""
+    if not boot:  # no Linux boot id (macOS, a restricted /proc): the boot time names the boot
+        try:
+            boot = f"boot-time-{psutil.boot_time():.0f}"
+        except Exception:
+            boot = ""
     return os.uname().nodename, boot
+
+
+def same_boot(host: str, boot_id: str) -> bool:
+    """True if a writer on (host, boot_id) ran in this machine's current boot (spec §8.5).
+
+    Both must match and the boot id must be known: two hosts, or two boots, that could
+    not tell their boot apart (an empty id) are not the same boot, so only what the
+    writer synced is trusted.
+    """
+    return bool(boot_id) and (host, boot_id) == host_identity()
 
 
 def pid_alive(pid: int, pid_start: float) -> bool:

@@ -15,7 +15,7 @@ import numpy as np
 from .errors import CorruptFileError
 from .history import list_parts, part_stats
 from .layout import StreamLayout
-from .liveness import host_identity
+from .liveness import same_boot as ran_in_this_boot
 from .meta import Claim, load_doc
 from .wal import SEGMENT_HEADER_SIZE, Columns, Decoder, decode_segment_header
 
@@ -111,7 +111,6 @@ def stream_tails(parts_dir: Path, stream: StreamLayout, above: int) -> list[tupl
     incs = sorted({inc for inc, _n, _p in stream.segments()})
     if not incs:
         return []
-    boot = host_identity()[1]
     out: list[tuple[int, Columns]] = []
     floor: float | None = None
     for inc in incs:
@@ -121,5 +120,6 @@ def stream_tails(parts_dir: Path, stream: StreamLayout, above: int) -> list[tupl
             continue
         if floor is None:
             floor = tail_time_floor(parts_dir, stream.name, float("-inf"))
-        out.append((inc, read_tail(stream, inc, above, max(c.time_floor, floor), same_boot=c.boot_id == boot)))
+        tail = read_tail(stream, inc, above, max(c.time_floor, floor), same_boot=ran_in_this_boot(c.host, c.boot_id))
+        out.append((inc, tail))
     return out

@@ -18,7 +18,7 @@ import psutil
 from ..format.errors import StreamClaimedError
 from ..format.history import columns_to_table, list_parts, part_stats, remove_parts, select_cover, write_part
 from ..format.layout import HISTORY_DIR, RunLayout, StreamLayout
-from ..format.liveness import host_identity, stream_state
+from ..format.liveness import host_identity, same_boot, stream_state
 from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
 from ..format.tail import read_tail
@@ -61,7 +61,7 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
     for inc in h.incarnations:
         c = load_doc(Claim, stream.claim(inc))
         floor = max(c.time_floor, parts_time)
-        tail = read_tail(stream, inc, covered, floor, same_boot=c.boot_id == host_identity()[1])
+        tail = read_tail(stream, inc, covered, floor, same_boot=same_boot(c.host, c.boot_id))
         if tail:
             h.tails.append((inc, tail))
             h.max_seq = max(h.max_seq, tail.max_seq)
