@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..format.errors import RunsyncError
+from ..format.version import FORMAT_VERSION
 from . import inspect, report, restore, runs, sync, watch
 
 __all__ = ["main", "build_parser"]
@@ -13,11 +14,19 @@ __all__ = ["main", "build_parser"]
 _MODULES = (inspect, runs, sync, watch, restore, report)
 
 
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="runsync",
         description="Log ML training runs offline; inspect them here; push them anywhere later.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()} (format {FORMAT_VERSION})",
+                   help="print runsync's version and the format version it writes, then exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for module in _MODULES:
         module.register(sub)
