@@ -99,8 +99,8 @@ from pathlib import Path
 from typing import Any
 
 from ..format.atomic import write_atomic
-from .git_state import _entry_script, _git
-from .redact import REDACTED, _environment_secrets, _Scrubber, redact_argv, secret_name, strip_url_credentials
+from .git_state import entry_script, git_snapshot
+from .redact import REDACTED, environment_secrets, Scrubber, redact_argv, secret_name, strip_url_credentials
 
 __all__ = [
     "ENV_FORMAT",
@@ -274,7 +274,7 @@ def _python(errors: list[str]) -> dict[str, Any]:
 
 
 
-def _command(argv: list[str] | None, scrub: _Scrubber) -> dict[str, Any]:
+def _command(argv: list[str] | None, scrub: Scrubber) -> dict[str, Any]:
     explicit = argv is not None
     args = list(argv) if explicit else list(sys.argv)
     orig = None if explicit else getattr(sys, "orig_argv", None)
@@ -283,7 +283,7 @@ def _command(argv: list[str] | None, scrub: _Scrubber) -> dict[str, Any]:
     return {
         "argv": redact_argv(args, scrub),
         "orig_argv": redact_argv(list(orig), scrub) if orig else None,
-        "entry_script": _entry_script(args[0] if args else None),
+        "entry_script": entry_script(args[0] if args else None),
         "module": None if explicit else getattr(spec, "name", None),
         "cwd": os.getcwd(),
     }
@@ -345,7 +345,7 @@ def collect(*, disable_code: bool, cwd: str | None = None, argv: list[str] | Non
     (``sys.argv[0]``), else of the working directory. ``argv``: the command line (default ``sys.argv``).
     """
     errors: list[str] = []
-    scrub = _environment_secrets(dict(os.environ))
+    scrub = environment_secrets(dict(os.environ))
     doc: dict[str, Any] = {"format": ENV_FORMAT, "time": time.time()}
     doc["command"] = _command(argv, scrub)
     doc["host"] = _host(errors)
@@ -357,7 +357,7 @@ def collect(*, disable_code: bool, cwd: str | None = None, argv: list[str] | Non
     else:
         argv0 = (argv if argv is not None else sys.argv or [None])[0]
         try:
-            git, patch, reason = _git(cwd, argv0, scrub, errors)
+            git, patch, reason = git_snapshot(cwd, argv0, scrub, errors)
         except Exception as e:  # noqa: BLE001 — capture never fails init
             git, patch, reason = None, None, f"{type(e).__name__}: {e}"
         doc["git"] = git

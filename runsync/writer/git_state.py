@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Any
 
-from .redact import _Scrubber, _secret_file, strip_url_credentials
+from .redact import Scrubber, is_secret_file, strip_url_credentials
 
 __all__ = [
     "FILE_DIFF_MAX",
@@ -27,6 +27,8 @@ __all__ = [
     "UNTRACKED_FILE_MAX",
     "UNTRACKED_MAX_FILES",
     "UNTRACKED_TOTAL_MAX",
+    "entry_script",
+    "git_snapshot",
 ]
 
 GIT_BUDGET = 10.0  # seconds for all git calls together
@@ -40,7 +42,7 @@ UNTRACKED_EXAMINE_MAX = 2000  # untracked paths looked at (a data directory not 
 OMITTED_LIST_MAX = 200
 
 
-def _entry_script(argv0: str | None) -> str | None:
+def entry_script(argv0: str | None) -> str | None:
     if not argv0 or argv0 in ("-c", "-m", "-"):
         return None
     try:
@@ -91,7 +93,7 @@ class _Git:
 def _find_root(cwd: str | None, argv0: str | None) -> tuple[_Git | None, str]:
     """A git helper at the top level of the repository holding the entry script, else the working directory."""
     candidates = []
-    script = _entry_script(argv0)
+    script = entry_script(argv0)
     if cwd is None and script:
         candidates.append(os.path.dirname(script))
     candidates.append(cwd or os.getcwd())
@@ -213,7 +215,7 @@ def _in_run_dir(root: str, rel: str, cache: dict[str, bool]) -> bool:
     return False
 
 
-def _tracked_diff(g: _Git, omitted: _Omitted, scrub: _Scrubber) -> list[bytes]:
+def _tracked_diff(g: _Git, omitted: _Omitted, scrub: Scrubber) -> list[bytes]:
     with tempfile.TemporaryFile() as tmp:  # bounded memory however large the diff
         if g.run("diff", "HEAD", "--no-renames", *_DIFF_ARGS, stdout=tmp) is None:
             raise _GitError(f"git diff failed: {g.last_stderr[:300]}")
@@ -225,7 +227,7 @@ def _tracked_diff(g: _Git, omitted: _Omitted, scrub: _Scrubber) -> list[bytes]:
         diff = tmp.read()
     kept = []
     for path, section in _sections(diff):
-        if _secret_file(path):
+        if is_secret_file(path):
             omitted.add(path, "secret-looking file name")
         elif re.search(rb"\n(?:index [0-9a-f]+\.\.[0-9a-f]+ 160000|new file mode 160000|deleted file mode 160000)",
                        section):
@@ -239,7 +241,7 @@ def _tracked_diff(g: _Git, omitted: _Omitted, scrub: _Scrubber) -> list[bytes]:
     return kept
 
 
-def _untracked_diff(g: _Git, untracked: list[str], omitted: _Omitted, scrub: _Scrubber) -> list[bytes]:
+def _untracked_diff(g: _Git, untracked: list[str], omitted: _Omitted, scrub: Scrubber) -> list[bytes]:
     kept: list[bytes] = []
     total = 0
     run_dirs: dict[str, bool] = {}
@@ -251,7 +253,7 @@ def _untracked_diff(g: _Git, untracked: list[str], omitted: _Omitted, scrub: _Sc
         full = os.path.join(g.cwd, path)
         if _in_run_dir(g.cwd, path, run_dirs):
             continue  # runsync's own output inside the repository: not code
-        if _secret_file(path):
+        if is_secret_file(path):
             omitted.add(path, "secret-looking file name")
             continue
         try:
@@ -301,7 +303,7 @@ def _choose_remote(g: _Git, branch: str | None) -> tuple[str | None, str | None]
     return name, urls[name]
 
 
-def _git(cwd: str | None, argv0: str | None, scrub: _Scrubber, errors: list[str]) -> tuple[
+def git_snapshot(cwd: str | None, argv0: str | None, scrub: Scrubber, errors: list[str]) -> tuple[
         dict[str, Any] | None, bytes | None, str]:
     """(git section, patch bytes, reason when there is no git section)."""
     g, reason = _find_root(cwd, argv0)

@@ -3,7 +3,7 @@
 The environment document and patch (``environment.py``) must never carry a credential, so everything
 taken from the command line, the environment or git passes through here first: ``redact_argv`` blanks
 secret-looking options and ``KEY=VALUE`` arguments, ``strip_url_credentials`` drops URL credentials, and a
-``_Scrubber`` remembers every secret value seen so it is replaced wherever it shows up. The rules are
+``Scrubber`` remembers every secret value seen so it is replaced wherever it shows up. The rules are
 described in ``environment.py``'s module docstring (the spec's field table).
 """
 
@@ -16,6 +16,9 @@ from typing import Any
 
 __all__ = [
     "REDACTED",
+    "Scrubber",
+    "environment_secrets",
+    "is_secret_file",
     "redact_argv",
     "secret_name",
     "strip_url_credentials",
@@ -67,7 +70,7 @@ def secret_name(name: str) -> bool:
     return any(s in joined for s in _STRONG) or words[-1] in _LAST
 
 
-def _secret_file(path: str) -> bool:
+def is_secret_file(path: str) -> bool:
     parts = path.replace("\\", "/").split("/")
     if any(p.lower() in _SECRET_DIRS for p in parts[:-1]):
         return True
@@ -106,7 +109,7 @@ def _inline_pairs(text: str) -> str:
     return "".join(out)
 
 
-class _Scrubber:
+class Scrubber:
     """Replaces secret-looking text; remembers every secret value it has seen so it is scrubbed everywhere."""
 
     def __init__(self, known: Iterable[str] = ()) -> None:
@@ -155,9 +158,9 @@ def _path_like(value: str) -> bool:
     return value.startswith(("/", "~", "./", "../")) or bool(re.match(r"^[A-Za-z]:[\\/]", value))
 
 
-def _environment_secrets(environ: dict[str, str]) -> _Scrubber:
+def environment_secrets(environ: dict[str, str]) -> Scrubber:
     """Values of secret-named variables and URL passwords in any variable: scrubbed if they show up anywhere."""
-    scrub = _Scrubber()
+    scrub = Scrubber()
     for name, value in environ.items():
         if "://" in value:
             scrub.add_url_secrets(value)
@@ -169,12 +172,12 @@ def _environment_secrets(environ: dict[str, str]) -> _Scrubber:
     return scrub
 
 
-def redact_argv(argv: list[str], scrub: _Scrubber | None = None) -> list[str]:
+def redact_argv(argv: list[str], scrub: Scrubber | None = None) -> list[str]:
     """``argv`` with the values of secret-looking options and ``KEY=VALUE`` arguments replaced by [REDACTED].
 
     Every removed value is added to ``scrub`` (if given), so it is also scrubbed from the rest of the record.
     """
-    scrub = scrub if scrub is not None else _Scrubber()
+    scrub = scrub if scrub is not None else Scrubber()
     out: list[str] = []
     redact_next = False
     for i, arg in enumerate(argv):
@@ -231,7 +234,7 @@ _ONE_DASH_PASSWORD_NAMES = frozenset({"pass", "passwd", "password", "passphrase"
 _KEY_VALUE = re.compile(r"^(?P<key>[+~]{0,2}[A-Za-z_][A-Za-z0-9_.\-/]*)=(?P<value>.*)$", re.DOTALL)
 
 
-def _redact_value(value: str, scrub: _Scrubber) -> str:
+def _redact_value(value: str, scrub: Scrubber) -> str:
     m = _KEY_VALUE.match(value)
     if m and secret_name(m.group("key").lstrip("+~")):
         scrub.add(m.group("value"))
