@@ -299,6 +299,7 @@ class ConsoleCapture:
         self._reported: set[str] = set()
         self._reporters: list[threading.Thread] = []
         self._child_fds: tuple[int, ...] = ()  # closed in a forked child
+        self._notes: list[bytes] = []  # text for the log only (record()), stored by the reader thread
         self._ws_checked = 0.0
 
     # -- public ------------------------------------------------------------------------------------
@@ -369,6 +370,23 @@ class ConsoleCapture:
         with self._cond:
             if self._state != "running":
                 return False
+        _flush_python_streams()
+        return self._request(final=False, timeout=timeout)
+
+    def record(self, text: str, timeout: float = 5.0) -> bool:
+        """Store ``text`` in the log after everything written so far, without showing it on the terminal.
+
+        For what the terminal shows later anyway, such as the traceback of an exception that
+        leaves a ``with runsync.init()`` block: Python prints it only after the run finished
+        and capture stopped, so the log would otherwise miss the cause of the failure.
+        """
+        if os.getpid() != self._pid:
+            return False
+        with self._cond:
+            if self._state != "running":
+                return False
+            self._notes.append(text.encode("utf-8", "replace") if text.endswith("\n") else (text + "\n").encode(
+                "utf-8", "replace"))
         _flush_python_streams()
         return self._request(final=False, timeout=timeout)
 
@@ -609,6 +627,10 @@ class ConsoleCapture:
         if self._files is not None:
             for src in self._sources:
                 self._store(src.lines.take())
+        with self._cond:
+            notes, self._notes = self._notes, []
+        for note in notes:
+            self._store(note)
         if final and self._files is not None:
             self._files.close()
             self._files = None

@@ -27,6 +27,8 @@ __all__ = ["register", "unregister", "active"]
 class _Finishable(Protocol):
     def finish(self, exit_code: int = 0) -> None: ...
 
+    def _set_error(self, error: str) -> None: ...
+
     def _terminate(self, exit_code: int) -> None: ...
 
     def _mark_forked(self) -> None: ...
@@ -38,6 +40,8 @@ _lock = threading.Lock()
 _installed = False  # excepthook and SIGTERM machinery (per process)
 _hooks_registered = False  # atexit and the fork hook (inherited by children)
 _uncaught = False
+_uncaught_error: str | None = None  # the cause an uncaught exception or sys.exit(N) gives the runs (§7.2)
+_exit_status: int | None = None  # the status of an explicit sys.exit(), when not 0
 _pid = os.getpid()
 _term_installed = False
 
@@ -48,8 +52,10 @@ def active() -> list[_Finishable]:
 
 
 def register(run: _Finishable) -> None:
-    global _installed
+    global _installed, _exit_status, _uncaught_error
     with _lock:
+        # a sys.exit(N) that was caught (the process went on to start this run) is not how it ends
+        _exit_status = _uncaught_error = None
         _active.append(run)
         _forkable.add(run)
         if _installed:
@@ -65,13 +71,48 @@ def register(run: _Finishable) -> None:
     if not getattr(prev_hook, "_runsync", False):
 
         def hook(t: type[BaseException], v: BaseException, tb: TracebackType | None) -> None:
-            global _uncaught
+            global _uncaught, _uncaught_error
             _uncaught = True
-            prev_hook(t, v, tb)
+            _uncaught_error = describe_error(v)
+            prev_hook(t, v, tb)  # the traceback reaches stderr, and so the console log, before the runs finish
 
         hook._runsync = True  # type: ignore[attr-defined]
         sys.excepthook = hook
+    _wrap_sys_exit()
     _install_sigterm()
+
+
+def describe_error(e: BaseException | str) -> str:
+    """The cause of a failure as status.json records it (spec §7.2): type and message, secrets
+    redacted, at most ERROR_MAX characters."""
+    from .redact import environment_secrets
+
+    text = e if isinstance(e, str) else (f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    text = environment_secrets(dict(os.environ)).text(text)
+    return text if len(text) <= ERROR_MAX else text[: ERROR_MAX - 1] + "…"
+
+
+ERROR_MAX = 1000
+
+
+def _wrap_sys_exit() -> None:
+    """Note the status of an explicit ``sys.exit(N)``: atexit cannot see it, and a run ended that way
+    must be ``failed`` with the status as its cause, not ``finished``."""
+    real = sys.exit
+    if getattr(real, "_runsync", False):
+        return
+
+    def exit(status: object = None) -> None:
+        global _exit_status, _uncaught_error
+        code = 0 if status is None else status if isinstance(status, int) else 1
+        if code != 0:
+            _exit_status = code
+            _uncaught_error = describe_error(f"exited with status {code}" if isinstance(status, int)
+                                             else f"exited: {status}")
+        real(status)  # type: ignore[arg-type]
+
+    exit._runsync = True  # type: ignore[attr-defined]
+    sys.exit = exit
 
 
 def _set_hooks_registered() -> None:
@@ -125,6 +166,7 @@ def _watchdog(fd: int) -> None:
             code = 128 + signal.SIGTERM
             for run in reversed(active()):
                 try:
+                    run._set_error("killed by SIGTERM")
                     run._terminate(code)
                 except Exception as e:  # pragma: no cover - last-chance reporting
                     _say(f"runsync: could not flush run on SIGTERM: {e}")
@@ -139,6 +181,8 @@ def _say(message: str) -> None:
 def _finish_all(code: int) -> None:
     for run in reversed(active()):
         try:
+            if code and _uncaught_error:
+                run._set_error(_uncaught_error)
             run.finish(exit_code=code)
         except Exception as e:  # pragma: no cover - last-chance reporting
             _say(f"runsync: could not finish run at exit: {e}")
@@ -147,7 +191,7 @@ def _finish_all(code: int) -> None:
 def _at_exit() -> None:
     if os.getpid() != _pid:
         return
-    _finish_all(1 if _uncaught else 0)
+    _finish_all(1 if _uncaught else (_exit_status or 0))
 
 
 def _after_fork_child() -> None:

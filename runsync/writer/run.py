@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from types import TracebackType
@@ -249,7 +250,36 @@ class Run:
         return self
 
     def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
-        self.finish(exit_code=0 if t is None else 1)
+        if t is None or v is None:
+            self.finish(exit_code=0)
+            return
+        if isinstance(v, SystemExit):
+            code = 0 if v.code is None else v.code if isinstance(v.code, int) else 1
+            if code:
+                self._set_error(lifecycle.describe_error(f"exited with status {code}" if isinstance(v.code, int)
+                                                         else f"exited: {v.code}"))
+            self.finish(exit_code=code)
+            return
+        self._set_error(lifecycle.describe_error(v))
+        # Python prints the traceback only after this block, when capture has stopped: the log gets it now
+        self._record_console("".join(traceback.format_exception(t, v, tb)))
+        self.finish(exit_code=1)
+
+    def _set_error(self, error: str) -> None:
+        """The cause of a failure, for status.json's ``error`` (spec §7.2); set before finishing."""
+        if not self._finished:
+            # status.json's error is the most recent problem (spec §7.2); for a failed stream, its cause
+            self._reporter.last_error = error
+
+    def _record_console(self, text: str) -> None:
+        for sc in self._sidecars:
+            obj = getattr(sc, "obj", None)
+            record = getattr(obj, "record", None)
+            if record is not None:
+                try:
+                    record(text)
+                except Exception:  # the traceback in the log is a convenience; finishing matters
+                    pass
 
     @property
     def finished(self) -> bool:
