@@ -174,7 +174,9 @@ def _watchdog(fd: int) -> None:
 
 
 def _say(message: str) -> None:
-    if os.environ.get("RUNSYNC_SILENT", "").strip().lower() not in ("1", "true", "yes", "on"):
+    from .settings import env_flag
+
+    if not env_flag("RUNSYNC_SILENT"):
         print(message, file=sys.stderr)
 
 

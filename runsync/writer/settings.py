@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings", "MODES", "env_flag", "env_switch"]
+__all__ = ["Settings", "MODES", "env_bool", "env_flag", "env_switch"]
 
 MODES = ("offline", "online", "disabled")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_warned: set[str] = set()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A boolean ``RUNSYNC_*`` variable: one set of spellings everywhere (README shows ``1``/``0``).
+
+    ``1 true yes on`` and ``0 false no off``, any case; unset or empty gives ``default``;
+    anything else gives ``default`` too, with one warning naming the variable and the spellings.
+    """
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    if name not in _warned:
+        _warned.add(name)
+        warnings.warn(f"runsync: {name}={os.environ.get(name)!r} is not a boolean; use 1 or 0 "
+                      f"(also true/false, yes/no, on/off); using the default ({int(default)})", stacklevel=3)
+    return default
+
+
 def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    """A boolean variable that is off unless set (``RUNSYNC_SILENT``)."""
+    return env_bool(name, False)
 
 
 @dataclass(frozen=True)
@@ -54,15 +81,10 @@ class Settings:
 
 
 def env_switch(name: str, value: bool | None, default: bool = True) -> bool:
-    """An explicit ``value`` wins; else the variable ``name`` (off/false/0/no, on/true/1/yes); else ``default``."""
+    """An explicit ``value`` wins; else the variable ``name`` (``env_bool``); else ``default``."""
     if value is not None:
         return bool(value)
-    raw = os.environ.get(name, "").strip().lower()
-    if raw in ("0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    return default
+    return env_bool(name, default)
 
 
 def resolve_mode(mode: str | None) -> str:
