@@ -230,7 +230,7 @@ def test_full_disk_then_freed_space_loses_nothing(tmp_path: Path) -> None:
 
 def test_rows_lost_to_a_full_disk_are_accounted_for(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "mnt", "3m") as mnt:
-        proc = _start(mnt, after=1.0, wait_free=False)
+        proc = _start(mnt, after=3.0, wait_free=False)
         try:
             out, err = proc.communicate(timeout=60)
         finally:

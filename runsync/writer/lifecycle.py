@@ -174,10 +174,11 @@ def _watchdog(fd: int) -> None:
 
 
 def _say(message: str) -> None:
+    from .._logging import get_logger
     from .settings import env_flag
 
     if not env_flag("RUNSYNC_SILENT"):
-        print(message, file=sys.stderr)
+        get_logger("writer").warning(message)
 
 
 def _finish_all(code: int) -> None:

@@ -1,4 +1,4 @@
-"""How runsync's own failures reach the user: warnings on stderr, never exceptions.
+"""How runsync's own failures reach the user: warnings through the ``runsync`` logger, never exceptions.
 
 Training comes first: a failure inside runsync's machinery (disk full, a part
 that could not be written) is reported once per kind, not raised into the loop.
@@ -6,11 +6,15 @@ that could not be written) is reported once per kind, not raised into the loop.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 
+from .._logging import get_logger
+
 __all__ = ["Reporter"]
+
+_log = get_logger("writer")
 
 
 class Reporter:
@@ -23,7 +27,7 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if not self.silent:
-            print(f"runsync: {message}", file=sys.stderr, flush=True)
+            _log.info(f"runsync: {message}")
 
     def problem(self, kind: str, message: str, repeat_after: float = 600.0) -> None:
         """Report a problem of ``kind`` once (again only after ``repeat_after`` s)."""
@@ -35,10 +39,10 @@ class Reporter:
                 return
             self._seen[kind] = now
         if not self.silent:
-            print(f"runsync: WARNING [{self.label}] {message}", file=sys.stderr, flush=True)
+            _log.warning(f"runsync: WARNING [{self.label}] {message}")
 
     def resolved(self, kind: str, message: str) -> None:
         with self._lock:
             had = self._seen.pop(kind, None)
         if had is not None and not self.silent:
-            print(f"runsync: [{self.label}] {message}", file=sys.stderr, flush=True)
+            _log.log(logging.INFO, f"runsync: [{self.label}] {message}")
