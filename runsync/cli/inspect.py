@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ._common import DEFAULT_DIR, age, flat, fmt, jsonable, runs_dir, table
+from ._common import SUMMARY_NOTE, DEFAULT_DIR, age, flat, fmt, jsonable, runs_dir, summary_source, table
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -35,10 +35,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for r in records:
         rows.append([r["name"], r["id"]] + ([r.get("group") or "-"] if grouped else [])
                     + [r["status"], str(r["steps"]), age(r["created"])]
-                    + [fmt(r.get(f"summary.{k}")) for k in shown_keys])
+                    + [fmt(r.get(f"summary.{k}")) + summary_source(r, k) for k in shown_keys])
     print(table(rows, ["NAME", "ID"] + (["GROUP"] if grouped else []) + ["STATUS", "STEPS", "CREATED"] + shown_keys))
     if not records:
         print(f"(no runs in {root})")
+    elif any(summary_source(r, k) for r in records for k in shown_keys):
+        print(SUMMARY_NOTE)
     for p, e in errors:
         print(f"runsync: skipped {p}: {e}", file=sys.stderr)
     return 1 if errors else 0
