@@ -314,3 +314,44 @@ def test_ls_and_runs_say_which_stream_a_summary_value_is_from(ranked: Path, root
     assert code == 0 and '"summary.loss": 0.00333' in out  # machine output keeps the plain value
     df = runsync.runs(ranked.parent)
     assert df["summary.loss"].tolist() == [loss(0, STEPS - 1)] and "summary_from" not in df.columns
+
+
+# -- show and watch ----------------------------------------------------------------------------------
+
+
+def test_show_draws_one_sparkline_per_stream(ranked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = _cli(["show", str(ranked), "--keys", "loss"], capsys)
+    assert code == 0
+    sparks = [ln.strip() for ln in out.split("\nmetrics")[1].splitlines() if ln.startswith("  loss")]
+    assert [s.split("]")[0] + "]" for s in sparks] == [f"loss [rank{r}]" for r in range(WORLD)]
+    for r, line in enumerate(sparks):
+        assert f"{loss(r, 0):.4g} → {loss(r, STEPS - 1):.4g}" in line and f"({STEPS} points" in line
+    assert "--reduce mean" in out
+    summary = out.split("\nsummary\n")[1].split("\n\n")[0]
+    assert f"loss = {loss(0, STEPS - 1):.4g}   (rank0; 8 streams differ: min" in summary
+
+    code, out = _cli(["show", str(ranked), "--keys", "loss", "--reduce", "mean"], capsys)
+    assert code == 0
+    sparks = [ln.strip() for ln in out.split("\nmetrics")[1].splitlines() if ln.startswith("  loss")]
+    mean0 = np.mean([loss(r, 0) for r in range(WORLD)])
+    assert len(sparks) == 1 and sparks[0].startswith("loss (mean of 8 streams)")
+    assert f"{mean0:.4g} → " in sparks[0]
+
+
+def test_watch_shows_one_line_per_stream(ranked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runsync.cli.watch import Follower, _frame
+
+    code, out = _cli(["watch", str(ranked), "--keys", "loss", "--interval", "0.1"], capsys)
+    assert code == 0
+    step_line = next(ln for ln in out.splitlines() if ln.startswith("step "))
+    assert step_line.startswith(f"step {STEPS - 1}  ")
+    assert [c.split("=")[0] for c in step_line.split("  ")[1:]] == [f"loss[rank{r}]" for r in range(WORLD)]
+    assert f"loss[rank5]={loss(5, STEPS - 1):.4g}" in step_line
+    frame = _frame(Follower(ranked).poll(), ["loss", "rank"], 2.0, 200, 20)
+    assert sum(1 for ln in frame if ln.startswith("  loss [rank")) == WORLD
+    assert sum(1 for ln in frame if ln.startswith("  rank [rank")) == WORLD
+    code, out = _cli(["watch", str(ranked), "--keys", "loss", "--reduce", "max"], capsys)
+    step_line = next(ln for ln in out.splitlines() if ln.startswith("step "))
+    assert step_line == f"step {STEPS - 1}  loss(max)={loss(WORLD - 1, STEPS - 1):.4g}"
+    frame = _frame(Follower(ranked, reduce="mean").poll(), ["loss"], 2.0, 200, 20)
+    assert [ln.split("  ")[1] for ln in frame if ln.startswith("  loss")] == ["loss (mean of 8 streams)"]

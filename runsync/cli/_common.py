@@ -42,6 +42,7 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+REDUCE_CHOICES = ("mean", "min", "max")  # --reduce of show and watch (reader.streams.REDUCTIONS)
 SUMMARY_NOTE = ("(rankN) after a summary value: the run's streams set different values; shown is that "
                 "stream's, the first in reader order (spec §3.3). `runsync show RUN` lists each stream's.")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..format.errors import RunsyncError
-from ._common import SUMMARY_NOTE, DEFAULT_DIR, age, fmt, runs_dir, summary_source
+from ._common import DEFAULT_DIR, SUMMARY_NOTE, age, fmt, runs_dir, summary_source
 
 __all__ = ["cmd_runs", "cmd_sql", "fit_table", "records_to_arrow", "register", "sql_connection"]
 
