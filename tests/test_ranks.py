@@ -31,7 +31,7 @@ RUN_ID = "ranked"
 _WORKER = """
 import runsync
 fast = runsync.Settings(flush_interval=0.05, part_interval=0.2, heartbeat_interval=0.5, segment_size=1 << 20)
-run = runsync.init(project="ranks", id={run_id!r}, dir={root!r}, config={{"world": {world}}}, settings=fast)
+run = runsync.init(project="ranks", id={run_id!r}, name={run_id!r}, dir={root!r}, config={{"world": {world}}}, settings=fast)
 rank = int(__import__("os").environ["RANK"])
 for i in range({steps}):
     run.log({{"loss": 1 / (i + 1) + rank, "rank": rank}})
@@ -355,3 +355,84 @@ def test_watch_shows_one_line_per_stream(ranked: Path, capsys: pytest.CaptureFix
     assert step_line == f"step {STEPS - 1}  loss(max)={loss(WORLD - 1, STEPS - 1):.4g}"
     frame = _frame(Follower(ranked, reduce="mean").poll(), ["loss"], 2.0, 200, 20)
     assert [ln.split("  ")[1] for ln in frame if ln.startswith("  loss")] == ["loss (mean of 8 streams)"]
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def test_report_data_has_each_stream_and_their_mean(ranked: Path) -> None:
+    from runsync.report.build import collect
+
+    data = collect(ranked.parent)
+    (run,) = data["runs"]
+    s = run["history"]["series"]["loss"]
+    steps = np.cumsum(run["history"]["steps"])
+    assert s["agg"] == "mean" and [st["s"] for st in s["streams"]] == [f"rank{r}" for r in range(WORLD)]
+    for r, st in enumerate(s["streams"]):
+        at = steps[np.cumsum(st["i"])]
+        assert st["n"] == STEPS and list(at) == list(range(STEPS))
+        assert st["y"] == pytest.approx([loss(r, i) for i in range(STEPS)], rel=1e-15)
+    assert s["y"] == pytest.approx([np.mean([loss(r, i) for r in range(WORLD)]) for i in range(STEPS)], rel=1e-15)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    import os
+
+    from cdp import find_chromium
+
+    if os.environ.get("RUNSYNC_SKIP_BROWSER") == "1":
+        pytest.skip("RUNSYNC_SKIP_BROWSER=1")
+    path = find_chromium()
+    if path is None:
+        pytest.fail("the browser tests need Chromium (see tests/test_report_browser.py)", pytrace=False)
+    return path
+
+
+_CHART = """
+(() => {
+  const ch = window.runsyncReport.charts.find(c => c.key === 'loss' && c.kind === 'history');
+  if (!ch || !ch.plot) return null;
+  return {series: ch.plot.series.length, lines: ch.list.map(l => l.label),
+          legend: Array.from(ch.legend.querySelectorAll('.item')).map(e => e.textContent),
+          legendStreams: Array.from(ch.legend.querySelectorAll('.item')).map(e => e.dataset.stream),
+          colors: ch.plot.series.slice(1).map(s => s.stroke()), note: ch.note.textContent,
+          first: ch.list.map(l => l.ys[0]), last: ch.list.map(l => l.ys[l.ys.length - 1])};
+})()
+"""
+
+
+@pytest.mark.timeout(180)
+def test_report_draws_one_line_per_rank_and_the_mean_toggle(ranked: Path, chromium: str, tmp_path: Path) -> None:
+    from cdp import Browser
+
+    from runsync.report import build_report
+
+    out = tmp_path / "report.html"
+    build_report(ranked.parent, out)
+    with Browser(chromium, timeout=30) as browser:
+        page = browser.new_page()
+        page.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1000, "deviceScaleFactor": 1,
+                                                         "mobile": False})
+        page.navigate(out.as_uri())
+        page.wait_for("window.runsyncReport && window.runsyncReport.ready", timeout=30)
+        page.wait_for(_CHART.strip() + " !== null", timeout=10)
+        got = page.evaluate(_CHART)
+        assert page.console_errors() == []
+        assert got["series"] == 1 + 2 * WORLD  # x, then (raw, smoothed) per rank at the default smoothing
+        assert got["lines"] == [f"{RUN_ID} · rank{r}" for r in range(WORLD)]
+        assert got["legendStreams"] == [f"rank{r}" for r in range(WORLD)]
+        assert [t.split(" · ")[1] for t in got["legend"]] == [f"rank{r}" for r in range(WORLD)]
+        assert len(set(got["colors"][1::2])) == WORLD  # each rank its own colour
+        assert got["first"] == pytest.approx([loss(r, 0) for r in range(WORLD)])
+        assert got["last"] == pytest.approx([loss(r, STEPS - 1) for r in range(WORLD)])
+        assert "8 lines" in got["note"]
+
+        before = page.evaluate("window.runsyncReport.redraws")
+        page.evaluate("document.getElementById('streammean').click()")
+        page.wait_for(f"window.runsyncReport.redraws > {before}", timeout=10)
+        got = page.evaluate(_CHART)
+        assert got["series"] == 1 + 2
+        assert got["lines"] == [f"{RUN_ID} · mean of 8 streams"] and got["legendStreams"] == ["mean"]
+        assert got["first"] == pytest.approx([np.mean([loss(r, 0) for r in range(WORLD)])])
+        assert got["last"] == pytest.approx([np.mean([loss(r, STEPS - 1) for r in range(WORLD)])])
