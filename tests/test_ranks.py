@@ -436,3 +436,51 @@ def test_report_draws_one_line_per_rank_and_the_mean_toggle(ranked: Path, chromi
         assert got["lines"] == [f"{RUN_ID} · mean of 8 streams"] and got["legendStreams"] == ["mean"]
         assert got["first"] == pytest.approx([np.mean([loss(r, 0) for r in range(WORLD)])])
         assert got["last"] == pytest.approx([np.mean([loss(r, STEPS - 1) for r in range(WORLD)])])
+
+
+# -- stock readers and runsync sql -------------------------------------------------------------------
+
+
+def _reader_cells(run_dir: Path) -> dict[tuple[str, int, str], tuple[Any, Any]]:
+    t = runsync.open_run(run_dir).history(wide=False, format="arrow")
+    return {(r["stream"], r["step"], r["key"]): (r["value"], r["int"]) for r in t.to_pylist()}
+
+
+def test_documented_stock_recipes_read_every_rank(ranked: Path) -> None:
+    """docs/queries.md and spec/notes.md: resolve per (stream, step, key), then filter or group by step."""
+    want = _reader_cells(ranked)
+    assert len(want) == WORLD * STEPS * 2
+    got = duckdb.sql(f"""
+        SELECT stream, step, key, value, int FROM read_parquet('{ranked}/history/*.parquet')
+        QUALIFY row_number() OVER (PARTITION BY stream, step, key ORDER BY time DESC, seq DESC) = 1""").fetchall()
+    assert {(s, st, k): (v, i) for s, st, k, v, i in got} == want
+    df = pd.read_parquet(ranked / "history")
+    latest = (df.sort_values(["stream", "step", "key", "time", "seq"])
+                .drop_duplicates(["stream", "step", "key"], keep="last"))
+    assert len(latest) == len(want)
+    for r in latest.itertuples(index=False):
+        assert want[(r.stream, r.step, r.key)][0] == r.value
+    mean = latest[latest.key == "loss"].groupby("step")["value"].mean()
+    ours = runsync.open_run(ranked).history(keys=["loss"], reduce="mean")
+    assert mean.tolist() == pytest.approx(ours["loss"].tolist(), rel=1e-15)
+    red = duckdb.sql(f"""
+        WITH h AS (SELECT * FROM read_parquet('{ranked}/history/*.parquet')
+          QUALIFY row_number() OVER (PARTITION BY stream, step, key ORDER BY time DESC, seq DESC) = 1)
+        SELECT step, avg(value), count(*) FROM h WHERE key = 'loss' GROUP BY step ORDER BY step""").fetchall()
+    assert [c for _s, _m, c in red] == [WORLD] * STEPS
+    assert [m for _s, m, _c in red] == pytest.approx(ours["loss"].tolist(), rel=1e-15)
+
+
+def test_sql_history_view_is_per_stream(ranked: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    code, out = _cli(["sql", "SELECT stream, count(*) AS n, min(value) AS lo FROM history WHERE key = 'loss' "
+                      "GROUP BY stream ORDER BY stream", "--dir", str(ranked.parent), "--json"], capsys)
+    assert code == 0
+    assert json.loads(out) == [{"stream": f"rank{r}", "n": STEPS, "lo": pytest.approx(loss(r, STEPS - 1))}
+                               for r in range(WORLD)]
+    code, out = _cli(["sql", "SELECT stream, step, key, value, int FROM history", "--dir", str(ranked.parent),
+                      "--json"], capsys)
+    assert code == 0
+    assert {(r["stream"], r["step"], r["key"]): (r["value"], r["int"]) for r in json.loads(out)} == \
+        _reader_cells(ranked)
