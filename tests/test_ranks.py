@@ -365,6 +365,7 @@ def test_report_data_has_each_stream_and_their_mean(ranked: Path) -> None:
 
     data = collect(ranked.parent)
     (run,) = data["runs"]
+    assert run["summary_from"] == {"loss": "rank0", "rank": "rank0"}
     s = run["history"]["series"]["loss"]
     steps = np.cumsum(run["history"]["steps"])
     assert s["agg"] == "mean" and [st["s"] for st in s["streams"]] == [f"rank{r}" for r in range(WORLD)]
@@ -427,6 +428,8 @@ def test_report_draws_one_line_per_rank_and_the_mean_toggle(ranked: Path, chromi
         assert got["first"] == pytest.approx([loss(r, 0) for r in range(WORLD)])
         assert got["last"] == pytest.approx([loss(r, STEPS - 1) for r in range(WORLD)])
         assert "8 lines" in got["note"]
+        cells = page.evaluate("Array.from(document.querySelectorAll('table.runs tbody td')).map(td => td.textContent)")
+        assert f"{loss(0, STEPS - 1):.4g} (rank0)" in cells  # the summary value says whose it is
 
         before = page.evaluate("window.runsyncReport.redraws")
         page.evaluate("document.getElementById('streammean').click()")

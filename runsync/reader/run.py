@@ -269,7 +269,7 @@ class RunView:
         return pushed if not local.exists() and pushed.exists() else local
 
     def media(self, key: str) -> list[Any]:
-        """Media logged under ``key`` (spec §13), one ``MediaItem`` per item, by step then index.
+        """Media logged under ``key`` (spec §13), one ``MediaItem`` per item, by step, stream, then index.
 
         ``item.value`` decodes on access: image → numpy array, histogram →
         ``HistogramData``, table → DataFrame, text → str.

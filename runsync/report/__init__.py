@@ -16,6 +16,7 @@ Report data (JSON, format 1)::
      "media_omitted": int, "errors": [{"path", "error"}],
      "runs": [{"id", "name", "project", "group", "job_type", "tags", "status", "created", "start",
                "duration", "steps", "streams", "path", "config": {flat key: value}, "summary": {...},
+               "summary_from"?: {key: stream},  # keys whose streams' values differ: the stream shown (§3.3)
                "t0": run start (unix s),
                "history": BLOCK, "system": BLOCK,              # absent when nothing numeric
                "media": {key: [{"step", "index", "kind", "caption"?, "data", "w"?, "h"?}]}}]}

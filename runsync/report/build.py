@@ -257,6 +257,8 @@ def _run_entry(rec: dict[str, Any]) -> dict[str, Any]:
     out = {k: _jsonable(rec.get(k)) for k in _BASE_FIELDS}
     out["config"] = {k[7:]: _jsonable(v) for k, v in rec.items() if k.startswith("config.")}
     out["summary"] = {k[8:]: _jsonable(v) for k, v in rec.items() if k.startswith("summary.")}
+    if rec.get("summary_from"):  # summary keys whose streams' values differ -> the stream shown (spec §3.3)
+        out["summary_from"] = dict(rec["summary_from"])
     return out
 
 

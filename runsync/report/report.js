@@ -502,7 +502,9 @@
     Object.keys(sumCount).sort(function (a, b) { return sumCount[b] - sumCount[a] || (a < b ? -1 : 1); })
       .slice(0, 8).forEach(function (k) {
         cols.push({ k: "summary." + k, label: k, get: function (r) { return (r.summary || {})[k]; }, fmt: fmtShort,
-          num: true, title: "summary." + k, prefix: "summary." });
+          num: true, title: "summary." + k, prefix: "summary.",
+          // the run's streams (ranks) set different values: say whose is shown (spec §3.3)
+          note: function (r) { var f = (r.summary_from || {})[k]; return f ? " (" + f + ")" : ""; } });
       });
     return cols;
   }
@@ -585,8 +587,11 @@
         style: "background:" + color(i) })])]);
       COLS.forEach(function (c) {
         var v = c.get(r);
+        var note = c.note ? c.note(r) : "";
         var td = el("td", { cls: c.num ? "num" : c.k === "status" ? "status-" + v : null,
-          text: c.fmt ? c.fmt(v) : v === null || v === undefined ? "" : String(v) });
+          text: (c.fmt ? c.fmt(v) : v === null || v === undefined ? "" : String(v)) + note,
+          title: note ? "the run's streams set different values; this is" + note.replace(/[()]/g, "") +
+            "'s, the first in reader order" : null });
         tr.appendChild(td);
       });
       tr._box = box;
