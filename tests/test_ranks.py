@@ -31,7 +31,8 @@ RUN_ID = "ranked"
 _WORKER = """
 import runsync
 fast = runsync.Settings(flush_interval=0.05, part_interval=0.2, heartbeat_interval=0.5, segment_size=1 << 20)
-run = runsync.init(project="ranks", id={run_id!r}, name={run_id!r}, dir={root!r}, config={{"world": {world}}}, settings=fast)
+run = runsync.init(project="ranks", id={run_id!r}, name={run_id!r}, dir={root!r}, config={{"world": {world}}},
+                   settings=fast)
 rank = int(__import__("os").environ["RANK"])
 for i in range({steps}):
     run.log({{"loss": 1 / (i + 1) + rank, "rank": rank}})

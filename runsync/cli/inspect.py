@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from ._common import DEFAULT_DIR, REDUCE_CHOICES, SUMMARY_NOTE, age, flat, fmt, jsonable, runs_dir, summary_source, table
+from ._common import (DEFAULT_DIR, REDUCE_CHOICES, SUMMARY_NOTE, age, flat, fmt, jsonable, runs_dir, summary_source,
+                      table)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

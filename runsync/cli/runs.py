@@ -3,7 +3,8 @@
 ``runs`` prints the runs table (``runsync.runs()``'s rows) as an aligned,
 terminal-width table, CSV or JSON. ``sql`` runs DuckDB SQL over four views of a
 runs directory: ``runs`` (that table), ``history`` (every run's resolved history,
-long form, with ``run_id``; resolved per (run_id, stream, step, key), spec §4.5), ``history_raw`` (unresolved rows) and ``system`` /
+long form, with ``run_id``; resolved per (run_id, stream, step, key), spec §4.5),
+``history_raw`` (unresolved rows) and ``system`` /
 ``system_raw`` (the same for ``<run>/system/*.parquet``).
 """
 

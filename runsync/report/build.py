@@ -212,7 +212,8 @@ def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int
         series[k] = encoded(s, v, picks[k])
         if k in lines:
             series[k]["agg"] = "mean"
-            series[k]["streams"] = [dict(s=st, **encoded(ls, lv, i)) for (st, ls, lv), i in zip(lines[k], line_picks[k])]
+            series[k]["streams"] = [dict(s=st, **encoded(ls, lv, i))
+                                    for (st, ls, lv), i in zip(lines[k], line_picks[k])]
     xs: dict[str, Any] = {}
     for k in _axis_candidates(by_key, max_x_keys):
         s, v = by_key[k]
