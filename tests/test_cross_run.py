@@ -47,34 +47,36 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
             run.log({"loss": 0.5, "acc": 0.1 * step})
     with runsync.init(dir=root, id="ranks", stream="rank1", settings=fast) as run:
         for step in range(0, 8, 2):
-            run.log({"loss": 9.0 + step}, step=step)  # later, so it wins (step, loss) across streams
+            run.log({"loss": 9.0 + step}, step=step)  # another stream: kept beside main's (spec §4.5, 1.3)
     return root
 
 
 def expected(root: Path) -> list[tuple[Any, ...]]:
-    """(run_id, step, key, value, int, text) of every run's resolved history, from the runsync reader."""
+    """(run_id, stream, step, key, value, int, text) of every run's resolved history, from the runsync reader."""
     out = []
     for d in sorted(p for p in root.iterdir() if (p / "run.json").is_file()):
         t = runsync.open_run(d).history(wide=False, format="arrow")
-        for r in t.select(["step", "key", "value", "int", "text"]).to_pylist():
-            out.append((d.name, r["step"], r["key"], r["value"], r["int"], r["text"]))
-    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
+        for r in t.select(["stream", "step", "key", "value", "int", "text"]).to_pylist():
+            out.append((d.name, r["stream"], r["step"], r["key"], r["value"], r["int"], r["text"]))
+    return sorted(out, key=lambda r: (r[0], r[1], r[2], r[3]))
 
 
 def rows_of(df: pd.DataFrame) -> list[tuple[Any, ...]]:
     out = []
-    for r in df[["run_id", "step", "key", "value", "int", "text"]].itertuples(index=False):
+    for r in df[["run_id", "stream", "step", "key", "value", "int", "text"]].itertuples(index=False):
         out.append(tuple(None if (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is None else v for v in r))
-    out = [(r[0], int(r[1]), r[2], r[3], None if r[4] is None else int(r[4]), r[5]) for r in out]
-    return sorted(out, key=lambda r: (r[0], r[1], r[2]))
+    out = [(r[0], r[1], int(r[2]), r[3], r[4], None if r[5] is None else int(r[5]), r[6]) for r in out]
+    return sorted(out, key=lambda r: (r[0], r[1], r[2], r[3]))
 
 
 def test_the_fixture_exercises_resolution(root: Path) -> None:
     exp = expected(root)
-    by = {(r[0], r[1], r[2]): r for r in exp}
-    assert by[("repeat", 3, "loss")][3] == 103.0 and by[("repeat", 4, "loss")][3] == pytest.approx(0.6)
-    assert by[("ranks", 2, "loss")][3] == 11.0 and by[("ranks", 3, "loss")][3] == 0.5
-    assert by[("repeat", 7, "n")][4] == 7 and by[("repeat", 7, "tag")][5] == "s7"
+    by = {(r[0], r[1], r[2], r[3]): r for r in exp}
+    assert by[("repeat", "main", 3, "loss")][4] == 103.0 and by[("repeat", "main", 4, "loss")][4] == pytest.approx(0.6)
+    # two streams at one step: both values kept (spec §4.5 since 1.3), not the later one alone
+    assert by[("ranks", "rank1", 2, "loss")][4] == 11.0 and by[("ranks", "main", 2, "loss")][4] == 0.5
+    assert ("ranks", "rank1", 3, "loss") not in by and by[("ranks", "main", 3, "loss")][4] == 0.5
+    assert by[("repeat", "main", 7, "n")][5] == 7 and by[("repeat", "main", 7, "tag")][6] == "s7"
     raw = sum(runsync.open_run(root / r).rows().num_rows for r in ("plain", "repeat", "ranks"))
     assert raw > len(exp)  # there is something to resolve
 
@@ -87,10 +89,10 @@ def test_duckdb(root: Path) -> None:
         WITH h AS (
           SELECT regexp_extract(filename, '{RUN_ID}', 1) AS run_id, * EXCLUDE (filename)
           FROM read_parquet('{root}/*/history/*.parquet', filename = true))
-        SELECT run_id, step, key, value, int, text FROM h
-        QUALIFY row_number() OVER (PARTITION BY run_id, step, key
-                                   ORDER BY time DESC, stream DESC, seq DESC) = 1
-        ORDER BY run_id, step, key
+        SELECT run_id, stream, step, key, value, int, text FROM h
+        QUALIFY row_number() OVER (PARTITION BY run_id, stream, step, key
+                                   ORDER BY time DESC, seq DESC) = 1
+        ORDER BY run_id, stream, step, key
     """).fetchall()
     assert [tuple(r) for r in got] == expected(root)
 
@@ -100,8 +102,8 @@ def test_duckdb_joins_run_json(root: Path) -> None:
         WITH h AS (
           SELECT regexp_extract(filename, '{RUN_ID}', 1) AS run_id, * EXCLUDE (filename)
           FROM read_parquet('{root}/*/history/*.parquet', filename = true)
-          QUALIFY row_number() OVER (PARTITION BY run_id, step, key
-                                     ORDER BY time DESC, stream DESC, seq DESC) = 1)
+          QUALIFY row_number() OVER (PARTITION BY run_id, stream, step, key
+                                     ORDER BY time DESC, seq DESC) = 1)
         SELECT r.id, r.name, min(h.value) AS best_loss
         FROM h JOIN read_json_auto('{root}/*/run.json') AS r ON r.id = h.run_id
         WHERE h.key = 'loss'
@@ -116,24 +118,24 @@ def test_pandas_with_pyarrow_dataset(root: Path) -> None:
     dataset = ds.dataset(files, format="parquet", partition_base_dir=str(root),
                          partitioning=ds.partitioning(pa.schema([("run_id", pa.string()), ("table", pa.string())])))
     df = dataset.to_table().to_pandas()
-    latest = (df.sort_values(["run_id", "step", "key", "time", "stream", "seq"])
-                .drop_duplicates(["run_id", "step", "key"], keep="last"))
+    latest = (df.sort_values(["run_id", "stream", "step", "key", "time", "seq"])
+                .drop_duplicates(["run_id", "stream", "step", "key"], keep="last"))
     assert rows_of(latest) == expected(root)
 
 
 def test_pandas_concat(root: Path) -> None:
     df = pd.concat([pd.read_parquet(d).assign(run_id=Path(d).parent.name)
                     for d in sorted(glob.glob(f"{root}/*/history"))], ignore_index=True)
-    latest = (df.sort_values(["run_id", "step", "key", "time", "stream", "seq"])
-                .drop_duplicates(["run_id", "step", "key"], keep="last"))
+    latest = (df.sort_values(["run_id", "stream", "step", "key", "time", "seq"])
+                .drop_duplicates(["run_id", "stream", "step", "key"], keep="last"))
     assert rows_of(latest) == expected(root)
 
 
 def test_polars(root: Path) -> None:
     latest = (pl.scan_parquet(f"{root}/*/history/*.parquet", include_file_paths="path")
                 .with_columns(pl.col("path").str.extract(RUN_ID, 1).alias("run_id"))
-                .sort(["run_id", "step", "key", "time", "stream", "seq"])
-                .unique(subset=["run_id", "step", "key"], keep="last", maintain_order=True)
+                .sort(["run_id", "stream", "step", "key", "time", "seq"])
+                .unique(subset=["run_id", "stream", "step", "key"], keep="last", maintain_order=True)
                 .collect())
     assert rows_of(latest.to_pandas()) == expected(root)
 
@@ -156,7 +158,8 @@ def sql(main: Any, capsys: pytest.CaptureFixture[str], root: Path, query: str, *
 
 
 def test_sql_history_is_resolved(root: Path, main: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    got = sql(main, capsys, root, "SELECT run_id, step, key, value, int, text FROM history ORDER BY run_id, step, key")
+    got = sql(main, capsys, root, "SELECT run_id, stream, step, key, value, int, text FROM history "
+              "ORDER BY run_id, stream, step, key")
     assert [tuple(r.values()) for r in got] == expected(root)
     raw = sql(main, capsys, root, "SELECT run_id, count(*) AS n FROM history_raw GROUP BY run_id ORDER BY run_id")
     assert {r["run_id"]: r["n"] for r in raw} == {d: runsync.open_run(root / d).rows().num_rows

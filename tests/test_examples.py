@@ -14,23 +14,30 @@ import runsync
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _run(root: Path, *args: str, system: bool = False) -> None:
+def _run(root: Path, *args: str, system: bool = False) -> str:
     env = env_without_runsync()
     env.update(RUNSYNC_SILENT="1", RUNSYNC_SYSTEM="on" if system else "off")
     r = subprocess.run([sys.executable, str(EXAMPLES / "distributed.py"), *args, "--dir", str(root)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    return r.stdout
 
 
 def test_shared_run_merges_rank_streams_and_keeps_system_metrics_per_rank(root: Path) -> None:
-    _run(root, "--layout", "shared", "--world", "3", "--steps", "50", system=True)
+    out = _run(root, "--layout", "shared", "--world", "3", "--steps", "50", system=True)
     (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
     view = runsync.open_run(run_dir)
     assert view.status == "finished"
     assert sorted(s["stream"] for s in view.streams()) == ["rank0", "rank1", "rank2"]
-    rows = view.rows()  # every rank's rows; resolution (§4.5) keeps one value per (step, key)
+    rows = view.rows()  # every rank's rows; resolution (§4.5) is within a stream, so all are kept
     assert set(rows.column("stream").to_pylist()) == {"rank0", "rank1", "rank2"}
-    assert rows.num_rows == 3 * 50 * 2 and view.history()["step"].max() == 49
+    hist = view.history()
+    assert rows.num_rows == 3 * 50 * 2 and len(hist) == 3 * 50 and hist["step"].max() == 49
+    assert hist["rank"].tolist() == [r for r in range(3) for _ in range(50)]
+    # the recipes the example prints: runsync's mean over ranks equals stock pandas'
+    assert "per-rank rows 150 (3 streams)" in out and "columns of the per-rank pivot: rank0, rank1, rank2" in out
+    mean = float(out.split("mean over ranks at the last step ")[1].split(";")[0])
+    assert float(out.split("stock pandas mean at the last step ")[1].split()[0]) == mean
     for rank in range(3):  # each rank records its own system metrics (a sub-stream of its stream)
         assert (run_dir / "streams" / f"rank{rank}" / "system").is_dir()
     system = view.system(wide=True)  # a run this short may end before a rank's first sample

@@ -31,8 +31,6 @@ KNOWN_EDGES = {
 }
 KNOWN_PRIVATE = {
     ("syncer/bundle.py", "runsync.syncer.push._selected"),
-    ("cli/inspect.py", "runsync.reader.run._row_value"),
-    ("cli/watch.py", "runsync.reader.run._row_value"),
 }
 
 

@@ -42,6 +42,17 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+REDUCE_CHOICES = ("mean", "min", "max")  # --reduce of show and watch (reader.streams.REDUCTIONS)
+SUMMARY_NOTE = ("(rankN) after a summary value: the run's streams set different values; shown is that "
+                "stream's, the first in reader order (spec §3.3). `runsync show RUN` lists each stream's.")
+
+
+def summary_source(record: dict[str, Any], key: str) -> str:
+    """`` (rank0)`` if the run's streams set different values of summary ``key`` (the stream shown), else ``""``."""
+    src = (record.get("summary_from") or {}).get(key)
+    return f" ({src})" if src else ""
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]

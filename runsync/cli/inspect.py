@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from ._common import DEFAULT_DIR, age, flat, fmt, jsonable, runs_dir, table
+from ._common import (DEFAULT_DIR, REDUCE_CHOICES, SUMMARY_NOTE, age, flat, fmt, jsonable, runs_dir, summary_source,
+                      table)
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -35,10 +36,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for r in records:
         rows.append([r["name"], r["id"]] + ([r.get("group") or "-"] if grouped else [])
                     + [r["status"], str(r["steps"]), age(r["created"])]
-                    + [fmt(r.get(f"summary.{k}")) for k in shown_keys])
+                    + [fmt(r.get(f"summary.{k}")) + summary_source(r, k) for k in shown_keys])
     print(table(rows, ["NAME", "ID"] + (["GROUP"] if grouped else []) + ["STATUS", "STEPS", "CREATED"] + shown_keys))
     if not records:
         print(f"(no runs in {root})")
+    elif any(summary_source(r, k) for r in records for k in shown_keys):
+        print(SUMMARY_NOTE)
     for p, e in errors:
         print(f"runsync: skipped {p}: {e}", file=sys.stderr)
     return 1 if errors else 0
@@ -55,29 +58,30 @@ def _summary_columns(records: list[dict[str, Any]], wanted: list[str] | None) ->
     return sorted(counts, key=lambda k: (-counts[k], k))[:3]
 
 
-def _last_values(resolved: Any) -> dict[str, Any]:
-    """The value each key had at its last resolved step (as ``RunView.last_values``)."""
-    from ..reader.run import _row_value
-
-    out: dict[str, Any] = {}
-    for row in resolved.select(["key", "type", "value", "int", "text"]).to_pylist():
-        out[row["key"]] = _row_value(row)
-    return dict(sorted(out.items()))
+def _stream_note(key: str, source: str, per_stream: dict[str, dict[str, Any]]) -> str:
+    """``(rank0; 8 streams differ: min 0.003, max 7.003)`` for a summary key whose streams' values differ."""
+    vals = [d[key] for d in per_stream.values() if key in d]
+    nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    spread = f": min {fmt(min(nums))}, max {fmt(max(nums))}" if len(nums) == len(vals) else ""
+    return f"   ({source}; {len(vals)} streams differ{spread})"
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from ..format.history import resolve
-    from ..reader.run import open_run
+    from ..reader.run import last_values, open_run
     from ..reader.runs import find_run
-    from ..reader.sparkline import choose_keys, format_sparks, numeric_series, spark
+    from ..reader.sparkline import choose_keys, format_sparks, numeric_lines, spark
+    from ..reader.streams import first_by_stream
 
     view = open_run(find_run(args.run, args.dir))
     meta = view.meta
     resolved = resolve(view.rows())  # read once: last values and sparklines
-    last = _last_values(resolved)
-    config, summary = view.documents()
+    last, last_from = last_values(resolved)
+    config, per_stream = view.documents_by_stream()
+    summary, summary_from = first_by_stream(per_stream)
     if args.json:
-        print(json.dumps(jsonable({"meta": meta, "config": config, "summary": summary, "last": last}),
+        print(json.dumps(jsonable({"meta": meta, "config": config, "summary": summary, "last": last,
+                                   "summary_from": summary_from, "last_from": last_from}),
                          indent=1, allow_nan=True))
         return 0
     print(f"run      {meta['name']}  (id {meta['id']})")
@@ -94,18 +98,22 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  {k} = {fmt(v)}")
     print("\nsummary")
     for k, v in summary.items():
-        print(f"  {k} = {fmt(v)}")
+        print(f"  {k} = {fmt(v)}" + (_stream_note(k, summary_from[k], per_stream) if k in summary_from else ""))
     print("\nlast values")
     for k, v in last.items():
-        print(f"  {k} = {fmt(v)}")
-    series = numeric_series(resolved, args.keys)
-    keys = args.keys if args.keys else choose_keys({k: len(v[0]) for k, v in series.items()}, summary)
-    sparks = [spark(k, *series[k], width=args.spark_width) for k in keys if k in series]
+        print(f"  {k} = {fmt(v)}" + (f"   ({last_from[k]}; streams differ)" if k in last_from else ""))
+    lines = numeric_lines(resolved, args.keys, args.reduce)
+    keys = args.keys if args.keys else choose_keys({k: max(len(s) for _l, s, _v in ls) for k, ls in lines.items()},
+                                                   summary)
+    sparks = [spark(label, s, v, width=args.spark_width) for k in keys if k in lines for label, s, v in lines[k]]
     if sparks:
-        print("\nmetrics" + (f" ({len(sparks)} of {len(series)} numeric keys; --keys to choose)"
-                             if len(series) > len(sparks) else ""))
+        shown = sum(1 for k in keys if k in lines)
+        print("\nmetrics" + (f" ({shown} of {len(lines)} numeric keys; --keys to choose)"
+                             if len(lines) > shown else ""))
         for line in format_sparks(sparks):
             print(line)
+        if any(len(lines[k]) > 1 for k in keys if k in lines):
+            print("  (one line per stream; --reduce mean|min|max for one line over the streams)")
     return 0
 
 
@@ -127,5 +135,8 @@ def register(sub: Any) -> None:
                       "keys: those in the summary first, then the most often logged)")
     show.add_argument("--spark-width", type=int, default=40, metavar="N",
                       help="characters per sparkline (default 40; longer histories keep each bucket's min and max)")
+    show.add_argument("--reduce", choices=REDUCE_CHOICES, metavar="HOW",
+                      help="a key several streams (ranks) logged: one sparkline of the mean, min or max over the "
+                      "streams per step instead of one per stream, e.g. --reduce mean")
     show.set_defaults(func=cmd_show)
 

@@ -3,7 +3,8 @@
 ``runs`` prints the runs table (``runsync.runs()``'s rows) as an aligned,
 terminal-width table, CSV or JSON. ``sql`` runs DuckDB SQL over four views of a
 runs directory: ``runs`` (that table), ``history`` (every run's resolved history,
-long form, with ``run_id``), ``history_raw`` (unresolved rows) and ``system`` /
+long form, with ``run_id``; resolved per (run_id, stream, step, key), spec §4.5),
+``history_raw`` (unresolved rows) and ``system`` /
 ``system_raw`` (the same for ``<run>/system/*.parquet``).
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..format.errors import RunsyncError
-from ._common import DEFAULT_DIR, age, fmt, runs_dir
+from ._common import DEFAULT_DIR, SUMMARY_NOTE, age, fmt, runs_dir, summary_source
 
 __all__ = ["cmd_runs", "cmd_sql", "fit_table", "records_to_arrow", "register", "sql_connection"]
 
@@ -296,13 +297,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for r in records:
             w.writerow([_csv_cell(_plain(c, r.get(c))) for c in cols])
     else:
-        rows = [[_cell(c, r.get(c)) for c in cols] for r in records]
+        rows = [[_cell(c, r.get(c)) + (summary_source(r, c[8:]) if c.startswith("summary.") else "") for c in cols]
+                for r in records]
         right = [bool(records) and all(_is_number(r.get(c)) or r.get(c) is None for r in records)
                  and c not in ("created", "start", "duration") for c in cols]
         titles = [(_group_title(args.group, v, len(rs), n), len(rs)) for v, rs, n in groups] if args.group else None
         print(fit_table(cols, rows, _term_width(args.width), args.max_width, right, titles))
         if not records:
             print(f"(no runs in {root})" if not args.where else "(no runs match)")
+        elif any(summary_source(r, c[8:]) for r in records for c in cols if c.startswith("summary.")):
+            print(SUMMARY_NOTE)
     for p, e in errors:
         print(f"runsync: skipped {p}: {e}", file=sys.stderr)
     return 1 if errors else 0
@@ -411,8 +415,8 @@ def _wal_rows(run_dir: Path, sub: str) -> Any:
 def _define(con: Any, root: Path, sub: str, name: str) -> None:
     """Views ``<name>_raw`` (every stored row, cover rule applied) and ``<name>`` (resolved).
 
-    History resolves per (run, step, key) (spec §4.5); the system table per
-    (run, stream, step, key): samples of different processes never replace each other (§14).
+    Both resolve per (run, stream, step, key): repeats within a stream resolve (spec §4.5),
+    values of different streams (ranks, hosts) never replace each other (§4.5 since 1.3, §14).
     """
     import pyarrow as pa
 
@@ -435,10 +439,9 @@ def _define(con: Any, root: Path, sub: str, name: str) -> None:
         con.read_parquet(files, filename=True).create_view(f"_{name}_parts")
         parts = (f"SELECT regexp_extract(filename, '{_RUN_ID_RE}', 1) AS run_id, {_HISTORY_COLS} "
                  f"FROM _{name}_parts UNION ALL {parts}")
-    partition = "run_id, step, key" if sub == "history" else "run_id, stream, step, key"
     con.sql(f"CREATE OR REPLACE VIEW {name}_raw AS {parts}")
     con.sql(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {name}_raw QUALIFY row_number() OVER "
-            f"(PARTITION BY {partition} ORDER BY time DESC, stream DESC, seq DESC) = 1")
+            f"(PARTITION BY run_id, stream, step, key ORDER BY time DESC, seq DESC) = 1")
 
 
 def sql_connection(root: str | Path, query: str | None = None) -> Any:

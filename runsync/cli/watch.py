@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shutil
 import sys
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._common import DEFAULT_DIR, fmt
+from ._common import DEFAULT_DIR, REDUCE_CHOICES, fmt
 
 __all__ = ["Follower", "Snapshot", "cmd_watch", "register"]
 
@@ -37,18 +38,20 @@ class Snapshot:
     """What one refresh saw."""
 
     record: dict[str, Any]
-    series: dict[str, tuple[Any, Any]]  # numeric key -> (steps, values), resolved
-    last: dict[str, Any]  # every watched key -> its value at its last step
+    series: dict[str, tuple[Any, Any]]  # line label -> (steps, values), resolved (one line per stream of a key)
+    last: dict[str, Any]  # every watched key (and line label) -> its value at its last step
     step: int  # greatest step with a row, -1 if none
     numeric_keys: list[str] = field(default_factory=list)
+    lines: dict[str, list[str]] = field(default_factory=dict)  # numeric key -> its line labels
 
 
 class Follower:
     """Reads a run again and again, keeping immutable parts (spec §4.1) between reads."""
 
-    def __init__(self, run_dir: Path, keys: list[str] | None = None) -> None:
+    def __init__(self, run_dir: Path, keys: list[str] | None = None, reduce: str | None = None) -> None:
         self.run_dir = run_dir
         self.keys = keys
+        self.reduce = reduce  # a key several streams logged: one line reduced over them, else one per stream
         self._parts: dict[str, Any] = {}  # part path -> rows (filtered to keys)
 
     def _rows(self) -> Any:
@@ -97,7 +100,8 @@ class Follower:
     def poll(self) -> Snapshot:
         from ..format.history import resolve
         from ..reader.index import build_record
-        from ..reader.sparkline import numeric_series
+        from ..reader.run import last_values
+        from ..reader.sparkline import numeric_lines
 
         record, _ = build_record(self.run_dir)
         for attempt in range(5):
@@ -110,16 +114,16 @@ class Follower:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         resolved = resolve(rows)
-        series = numeric_series(resolved)
-        last: dict[str, Any] = {}
-        if resolved.num_rows:
-            from ..reader.run import _row_value
-
-            for row in resolved.select(["key", "type", "value", "int", "text"]).to_pylist():
-                last[row["key"]] = _row_value(row)
+        lines = numeric_lines(resolved, reduce=self.reduce)
+        series = {label: (s, v) for ls in lines.values() for label, s, v in ls}
+        last = last_values(resolved)[0]
+        for ls in lines.values():
+            if len(ls) > 1 or ls[0][0] not in last:
+                last.update((label, float(v[-1])) for label, _s, v in ls)  # each stream's (or the reduced) line
         steps = resolved.column("step").to_numpy() if resolved.num_rows else []
         step = int(steps.max()) if len(steps) else -1
-        return Snapshot(record, series, dict(sorted(last.items())), step, sorted(series))
+        return Snapshot(record, series, dict(sorted(last.items())), step, sorted(lines),
+                        {k: [label for label, _s, _v in ls] for k, ls in lines.items()})
 
 
 def _elapsed(seconds: float) -> str:
@@ -135,7 +139,13 @@ def _keys(snap: Snapshot, wanted: list[str] | None) -> list[str]:
     if wanted:
         return wanted
     summary = {k[len("summary."):]: v for k, v in snap.record.items() if k.startswith("summary.")}
-    return choose_keys({k: len(v[0]) for k, v in snap.series.items()}, summary)
+    return choose_keys({k: max(len(snap.series[label][0]) for label in labels) for k, labels in snap.lines.items()},
+                       summary)
+
+
+def _labels(snap: Snapshot, key: str) -> list[str]:
+    """The line labels of ``key``: itself for one stream, one per stream (or the reduced one) for several."""
+    return snap.lines.get(key, [key] if key in snap.series else [])
 
 
 def _frame(snap: Snapshot, keys: list[str], interval: float, width: int, spark_width: int) -> list[str]:
@@ -145,11 +155,11 @@ def _frame(snap: Snapshot, keys: list[str], interval: float, width: int, spark_w
     head = (f"{r['name']}  (id {r['id']})   {r['status']}   step {snap.step if snap.step >= 0 else '-'}   "
             f"elapsed {_elapsed(r['duration'])}   {time.strftime('%H:%M:%S')}")
     lines = [head, f"{r['path']}", ""]
-    sparks = [spark(k, *snap.series[k], width=spark_width) for k in keys if k in snap.series]
+    sparks = [spark(label, *snap.series[label], width=spark_width) for k in keys for label in _labels(snap, k)]
     lines += format_sparks(sparks)
-    others = [k for k in keys if k not in snap.series and k in snap.last]
+    others = [k for k in keys if not _labels(snap, k) and k in snap.last]
     lines += [f"  {k} = {fmt(snap.last[k])}" for k in others]
-    missing = [k for k in keys if k not in snap.series and k not in snap.last]
+    missing = [k for k in keys if not _labels(snap, k) and k not in snap.last]
     if missing:
         lines.append(f"  (not logged yet: {', '.join(missing)})")
     if not keys:
@@ -159,8 +169,15 @@ def _frame(snap: Snapshot, keys: list[str], interval: float, width: int, spark_w
 
 
 def _line(snap: Snapshot, keys: list[str]) -> str:
-    vals = "  ".join(f"{k}={fmt(snap.last[k])}" for k in keys if k in snap.last)
+    shown = [label for k in keys for label in (_labels(snap, k) or [k])]
+    vals = "  ".join(f"{_compact(label)}={fmt(snap.last[label])}" for label in shown if label in snap.last)
     return f"step {snap.step}  {vals}".rstrip()
+
+
+def _compact(label: str) -> str:
+    """A line label for the one-line form: ``loss [rank3]`` → ``loss[rank3]``, ``loss (mean of 8 streams)`` →
+    ``loss(mean)``."""
+    return re.sub(r" \((mean|min|max) of [0-9]+ streams\)$", r"(\1)", label).replace(" [", "[", 1)
 
 
 def _final(snap: Snapshot) -> str:
@@ -179,7 +196,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from ..reader.runs import find_run
 
     run_dir = find_run(args.run, args.dir)
-    follower = Follower(run_dir, args.keys)
+    follower = Follower(run_dir, args.keys, args.reduce)
     tty = sys.stdout.isatty()
     out = sys.stdout
     last_step: int | None = None
@@ -224,6 +241,9 @@ def register(sub: Any) -> None:
                    help="keys to show, e.g. --keys train/loss val/acc (default: up to 8 numeric keys: those in the "
                    "summary first, then the most often logged)")
     w.add_argument("--spark-width", type=int, default=40, metavar="N", help="characters per sparkline (default 40)")
+    w.add_argument("--reduce", choices=REDUCE_CHOICES, metavar="HOW",
+                   help="a key several streams (ranks) logged: one line of the mean, min or max over the streams "
+                   "per step instead of one per stream, e.g. --reduce mean")
     w.set_defaults(func=cmd_watch)
 
 

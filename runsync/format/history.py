@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from .atomic import fsync_dir, fsync_file, temporary
 from .errors import CorruptFileError
-from .layout import PART_RE
+from .layout import PART_RE, stream_order
 from .values import ValueType
 from .version import FORMAT_VERSION, check_version
 from .wal import Columns
@@ -288,44 +288,72 @@ def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHE
 
 
 def resolve(table: pa.Table) -> pa.Table:
-    """Keep, per (step, key), the row with the greatest (time, stream, seq) (spec §4.5).
+    """Keep, per (stream, step, key), the row with the greatest (time, seq) (spec §4.5).
 
-    Returns the winners sorted by step, then key.
+    Repeats within a stream (``commit=False``, explicit steps, a resume) are
+    corrections: the last call wins. Rows of different streams (ranks) are
+    different measurements and are all kept (since 1.3). Returns the winners
+    sorted by step, then key, then stream (byte order).
     """
     if table.num_rows == 0:
         return table
     order = table.sort_by(
-        [("step", "ascending"), ("key", "ascending"), ("time", "descending"), ("stream", "descending"), ("seq", "descending")]
+        [("step", "ascending"), ("key", "ascending"), ("stream", "ascending"), ("time", "descending"),
+         ("seq", "descending")]
     )
     steps = order.column("step").to_numpy()
-    keys = order.column("key")
-    first = np.ones(len(steps), dtype=bool)
-    if len(steps) > 1:
-        same_key = pc.equal(keys.slice(1), keys.slice(0, len(steps) - 1)).to_numpy(zero_copy_only=False)
-        first[1:] = ~((steps[1:] == steps[:-1]) & same_key)
+    n = len(steps)
+    first = np.ones(n, dtype=bool)
+    if n > 1:
+        keys, streams = order.column("key"), order.column("stream")
+        same_key = pc.equal(keys.slice(1), keys.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        same_stream = pc.equal(streams.slice(1), streams.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        first[1:] = ~((steps[1:] == steps[:-1]) & same_key & same_stream)
     return order.filter(pa.array(first))
 
 
-def to_wide(resolved: pa.Table, keys: list[str] | None = None) -> pa.Table:
+def to_wide(resolved: pa.Table, keys: list[str] | None = None, by_stream: bool = False) -> pa.Table:
     """Resolved long rows → one row per step with a column per key (spec §4.6).
 
     Column types: all INT → int64; INT/FLOAT mixes → float64; all BOOL → bool;
     STRING → string; mixed string and number → string of the value's JSON-free repr.
     ``time`` of a step is the latest time among its winning rows.
+
+    ``by_stream`` (a run with several streams, since 1.3): one row per
+    (stream, step) instead, with a ``stream`` column after ``step``; rows by
+    stream in reader order (``layout.stream_order``), then step. Column types
+    are decided over all streams together, so every stream's cells share them.
     """
     if keys is not None:
         resolved = resolved.filter(pc.is_in(resolved.column("key"), pa.array(keys, pa.string())))
     if resolved.num_rows == 0:
-        return pa.table({"step": pa.array([], pa.int64()), "time": pa.array([], pa.timestamp("us", tz="UTC"))})
+        empty: dict[str, pa.Array] = {"step": pa.array([], pa.int64())}
+        if by_stream:
+            empty["stream"] = pa.array([], pa.string())
+        empty["time"] = pa.array([], pa.timestamp("us", tz="UTC"))
+        return pa.table(empty)
     steps_all = resolved.column("step").to_numpy()
-    uniq, inverse = np.unique(steps_all, return_inverse=True)
-    n = len(uniq)
+    out: dict[str, pa.Array] = {}
+    if by_stream:
+        enc_s = resolved.column("stream").combine_chunks().dictionary_encode()
+        names = enc_s.dictionary.to_pylist()
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[sorted(range(len(names)), key=lambda i: stream_order(names[i]))] = np.arange(len(names))
+        pairs = np.stack([rank[enc_s.indices.to_numpy()], steps_all], axis=1)
+        uniq_pairs, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        by_rank = sorted(names, key=stream_order)
+        out["step"] = pa.array(uniq_pairs[:, 1], pa.int64())
+        out["stream"] = pa.array([by_rank[r] for r in uniq_pairs[:, 0].tolist()], pa.string())
+        n = len(uniq_pairs)
+    else:
+        uniq, inverse = np.unique(steps_all, return_inverse=True)
+        out["step"] = pa.array(uniq, pa.int64())
+        n = len(uniq)
     times = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(times, inverse, resolved.column("time").cast(pa.int64()).to_numpy())
-    out: dict[str, pa.Array] = {
-        "step": pa.array(uniq, pa.int64()),
-        "time": pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-    }
+    out["time"] = pa.array(times, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    cols = list(out.items())
     key_col = resolved.column("key").combine_chunks()
     enc = key_col.dictionary_encode()
     dictionary = enc.dictionary.to_pylist()
@@ -353,8 +381,9 @@ def to_wide(resolved: pa.Table, keys: list[str] | None = None) -> pa.Table:
             col = _scatter_arrow(n, pos, pc.not_equal(value.take(take), 0.0), pa.bool_())
         else:
             col = _scatter_arrow(n, pos, _as_text(types[sel], value.take(take), ints.take(take), text.take(take)), pa.string())
-        out[key] = col
-    return pa.table(out)
+        cols.append((key, col))
+    # A key named "stream" (valid, §5.1) keeps its own column beside the stream column (§4.6).
+    return pa.Table.from_arrays([c for _n, c in cols], names=[n for n, _c in cols])
 
 
 def _scatter_arrow(n: int, pos: np.ndarray, vals: pa.Array, typ: pa.DataType) -> pa.Array:

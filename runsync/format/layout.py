@@ -19,6 +19,7 @@ __all__ = [
     "RunLayout",
     "StreamLayout",
     "check_stream_name",
+    "stream_order",
     "check_run_id",
     "find_run_dir",
     "iter_run_dirs",
@@ -41,6 +42,24 @@ def check_stream_name(name: str) -> str:
     if not isinstance(name, str) or not STREAM_RE.match(name):
         raise ValueError(f"stream name {name!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
     return name
+
+
+_RANK_RE = re.compile(r"^rank([0-9]+)$")
+
+
+def stream_order(name: str) -> tuple[int, int, bytes]:
+    """Sort key of the reader's stream order (spec §4.6, since 1.3): ``main``, then ``rank<N>`` by the
+    number N, then every other stream by name in byte order.
+
+    Rank 0 (or the single process) comes first: it is where per-step output of
+    several ranks is listed first and whose summary value a run shows (§3.3).
+    """
+    if name == "main":
+        return (0, 0, b"")
+    m = _RANK_RE.match(name)
+    if m is not None:
+        return (1, int(m.group(1)), name.encode())
+    return (2, 0, name.encode())
 
 
 def check_run_id(run_id: str) -> str:

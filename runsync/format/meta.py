@@ -127,7 +127,7 @@ class SummaryDoc:
 
     ``values`` holds the last logged value of each key unless the key is in
     ``manual`` (set by hand), which log() never overwrites. ``time`` is when each
-    value was set; readers merging streams take the latest (spec §3.3).
+    value was set; readers merging streams take the first stream in reader order (spec §3.3).
     """
 
     values: dict[str, Any] = field(default_factory=dict)

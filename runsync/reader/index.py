@@ -40,11 +40,13 @@ from ..format.errors import FormatError
 from ..format.layout import RUN_JSON, STREAM_RE, STREAMS_DIR, RunLayout
 from ..format.liveness import stream_state
 from ..format.meta import Claim, ConfigDoc, RunInfo, State, SummaryDoc, deep_update, load_doc
+from .streams import first_by_stream
 
 __all__ = [
     "INDEX_PATH",
     "INDEX_VERSION",
     "RACY_SECONDS",
+    "SUMMARY_FROM",
     "build_record",
     "flatten_dict",
     "load_records",
@@ -52,7 +54,9 @@ __all__ = [
 ]
 
 INDEX_PATH = Path(".runsync") / "index" / "runs.json"
-INDEX_VERSION = 1  # bump when a record's fields or their meaning change
+INDEX_VERSION = 2  # bump when a record's fields or their meaning change (2: summary by stream order, §3.3)
+# Record field: {summary key: the stream its value is from}, for keys whose streams' values differ (§3.3).
+SUMMARY_FROM = "summary_from"
 RACY_SECONDS = 2.0
 _PARALLEL_MIN = 64  # build at least this many records before using threads (I/O-bound on network file systems)
 _THREADS = 8
@@ -154,7 +158,8 @@ def build_record(run_dir: Path, now: float | None = None,
     """(record, liveness): the run's row for ``runsync.runs()``; ``liveness`` if its state depended on it.
 
     Same values as ``RunView(run_dir).meta`` and ``.documents()`` (spec §3.3 merge
-    of several streams included), reading each document once. ``listing``: the
+    of several streams included), reading each document once; ``summary_from``
+    names, for summary keys whose streams' values differ, the stream shown. ``listing``: the
     streams and their file names, if the caller has listed them already.
     """
     layout = RunLayout(run_dir)
@@ -167,7 +172,7 @@ def build_record(run_dir: Path, now: float | None = None,
     ends: list[float] = []
     last_step = -1
     n_streams = 0
-    docs: list[tuple[float, ConfigDoc | None, SummaryDoc | None]] = []
+    docs: list[tuple[float, str, ConfigDoc | None, SummaryDoc | None]] = []
     with_tails = False
     for name, names in listing:
         st = layout.stream(name)
@@ -194,7 +199,7 @@ def build_record(run_dir: Path, now: float | None = None,
         if first is None:
             incs = st.incarnations()
             first = s.claim.time if incs[0] == s.incarnation else load_doc(Claim, st.claim(incs[0])).time
-        docs.append((first, _load_optional(ConfigDoc, st.config), _load_optional(SummaryDoc, st.summary)))
+        docs.append((first, name, _load_optional(ConfigDoc, st.config), _load_optional(SummaryDoc, st.summary)))
     t0 = min(started) if started else info.created
     rec: dict[str, Any] = {
         "id": info.id,
@@ -214,30 +219,31 @@ def build_record(run_dir: Path, now: float | None = None,
     if with_tails:
         from .run import RunView
 
-        config, summary = RunView(run_dir).documents()
+        config, summaries = RunView(run_dir).documents_by_stream()
     else:
-        config, summary = _merge_docs(docs)
+        config, summaries = _merge_docs(docs)
+    summary, differ = first_by_stream(summaries)
     rec.update(flatten_dict(config, "config."))
     rec.update(flatten_dict(summary, "summary."))
+    if differ:
+        rec[SUMMARY_FROM] = differ
     return rec, liveness
 
 
-def _merge_docs(docs: list[tuple[float, ConfigDoc | None, SummaryDoc | None]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Config and summary of streams without WAL tails, merged as ``RunView.documents()`` does."""
+def _merge_docs(docs: list[tuple[float, str, ConfigDoc | None, SummaryDoc | None]]
+                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(config, {stream: summary}) of streams without WAL tails, as ``RunView.documents_by_stream()``."""
     config: dict[str, Any] = {}
-    best: dict[str, tuple[float, Any]] = {}
-    for _t, cfg, summ in sorted(docs, key=lambda x: x[0]):
+    summaries: dict[str, dict[str, Any]] = {}
+    for _t, name, cfg, summ in sorted(docs, key=lambda x: x[0]):
         if cfg is not None:
             if not config:
                 config = cfg.config  # freshly parsed: ours to keep
             else:
                 deep_update(config, cfg.config)
         if summ is not None:
-            for k, v in summ.values.items():
-                t = summ.time.get(k, 0.0)
-                if k not in best or t >= best[k][0]:
-                    best[k] = (t, v)
-    return config, {k: v for k, (_t, v) in sorted(best.items())}
+            summaries[name] = summ.values
+    return config, summaries
 
 
 # -- the cache ------------------------------------------------------------------------------------

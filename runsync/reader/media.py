@@ -62,7 +62,8 @@ def media_keys(rows: pa.Table) -> list[str]:
 
 
 def media_items(run_dir: Path, rows: pa.Table, key: str) -> list[MediaItem]:
-    """Items of ``key`` at every step, in step then index order, from resolved history rows."""
+    """Items of ``key`` at every step, in step, stream (byte order), then index order, from resolved history
+    rows: each stream's items are kept (spec §4.5, resolution is within a stream since 1.3)."""
     refs = resolve(rows.filter(pc.equal(rows.column("key"), key)))
     refs = refs.filter(pc.equal(refs.column("type"), int(ValueType.MEDIA)))
     if refs.num_rows == 0:

@@ -18,12 +18,13 @@ import pyarrow.compute as pc
 from ..format.errors import NotARunError
 from ..format.files import FileEntry, FilesDoc, object_path
 from ..format.history import columns_to_table, empty_table, list_parts, read_part, resolve, select_cover, to_wide
-from ..format.layout import HISTORY_DIR, SYSTEM_DIR, RunLayout, StreamLayout
+from ..format.layout import HISTORY_DIR, SYSTEM_DIR, RunLayout, StreamLayout, stream_order
 from ..format.liveness import run_state, stream_state
 from ..format.manifest import blob_path
 from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, deep_update, load_doc
 from ..format.tail import filter_seq, stream_tails
 from ..format.wal import Columns
+from .streams import REDUCTIONS, check_streams, first_by_stream, reduce_over_streams, select_streams, shares_keys
 
 __all__ = ["RunView", "open_run"]
 
@@ -119,25 +120,25 @@ class RunView:
             out.append((first, st, cfg, summ, tail))
         return sorted(out, key=lambda x: x[0])
 
-    def documents(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(config, summary) in one pass: each stream's documents and WAL tail are read once.
-
-        Config merges over streams in the order they started (later streams
-        win); summary takes, per key, the most recently set value (spec §3.3).
-        """
+    def documents_by_stream(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """(config, {stream: that stream's summary}) in one pass: each stream's documents and WAL
+        tail are read once. Config merges over streams in the order they started (later streams win)."""
         config: dict[str, Any] = {}
-        best: dict[str, tuple[float, Any]] = {}
-        for _t, _st, cfg, summ, tail in self._docs():
+        summaries: dict[str, dict[str, Any]] = {}
+        for _t, st, cfg, summ, tail in self._docs():
             cdoc = copy.deepcopy(cfg) if cfg is not None else ConfigDoc()
             cdoc.apply(tail.meta)
             deep_update(config, cdoc.config)
             sdoc = copy.deepcopy(summ) if summ is not None else SummaryDoc()
             sdoc.apply(tail)
-            for k, v in sdoc.values.items():
-                t = sdoc.time.get(k, 0.0)
-                if k not in best or t >= best[k][0]:
-                    best[k] = (t, v)
-        return config, {k: v for k, (_t, v) in sorted(best.items())}
+            summaries[st.name] = dict(sdoc.values)
+        return config, summaries
+
+    def documents(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(config, summary): the summary merged over streams by the rule of spec §3.3 — per key, the
+        value of the first stream in reader order (``main``, then ``rank0``, ``rank1``, ...)."""
+        config, summaries = self.documents_by_stream()
+        return config, first_by_stream(summaries)[0]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -146,8 +147,14 @@ class RunView:
 
     @property
     def summary(self) -> dict[str, Any]:
-        """Per key, the most recently set value over all streams (spec §3.3)."""
+        """Per key, the value of the first stream in reader order that has it (spec §3.3);
+        ``stream_summaries()`` gives every stream's own."""
         return self.documents()[1]
+
+    def stream_summaries(self) -> dict[str, dict[str, Any]]:
+        """Each stream's own summary (spec §3.3), by stream in reader order."""
+        summaries = self.documents_by_stream()[1]
+        return {k: summaries[k] for k in sorted(summaries, key=stream_order)}
 
     # -- history --------------------------------------------------------------------
     def _tails(self, st: StreamLayout, above: int, parts_dir: Path | None = None) -> Columns:
@@ -186,44 +193,52 @@ class RunView:
             table = table.filter(pc.is_in(table.column("key"), pa.array(list(keys), pa.string())))
         return table
 
-    def history(self, keys: list[str] | None = None, wide: bool = True, format: str = "pandas") -> Any:
+    def history(self, keys: list[str] | None = None, wide: bool = True, format: str = "pandas",
+                streams: list[str] | None = None, reduce: str | None = None) -> Any:
         """Resolved history (spec §4.5): wide (one row per step) or long; pandas or Arrow.
+
+        Repeats within a stream resolve (the last call wins); values of different
+        streams (ranks) are all kept. The wide form (spec §4.6) is ``step``,
+        ``time``, a column per key — one row per step when the rows read come
+        from one stream, or from several that share no key (a main and an eval
+        stream). When some key has rows of several streams, it has one row per
+        (stream, step) and a ``stream`` column after ``step`` (§4.6, since 1.3),
+        like ``system()``.
+
+        ``streams``: only these streams (a list of names; ValueError naming the
+        run's streams if one is not among them); one selected stream gives the
+        single-stream form. ``reduce``: ``"mean"``, ``"min"`` or ``"max"`` — one
+        row per step, each numeric key reduced over the streams that have a value
+        there (a NaN value gives NaN); bool and string keys take the first stream's
+        value in reader order (``reader.streams.reduce_over_streams``). Needs ``wide``.
 
         ``format="pandas"`` needs pandas (``pip install runsync[pandas]``); ``"arrow"`` does not.
         """
-        return self._frame(HISTORY_DIR, keys, wide, format)
+        _check_format(format)
+        if reduce is not None and not wide:
+            raise ValueError("history(reduce=...) gives the wide form; drop wide=False, or group the long "
+                             "form yourself (e.g. df.groupby(['step', 'key'])['value'].mean())")
+        if reduce is not None and reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduce!r}")
+        if streams is not None:
+            streams = check_streams(streams, [st.name for st in self.layout.streams()], self.info.id)
+        rows = _keep_keys(select_streams(self.rows(), streams), keys)
+        resolved = resolve(rows)
+        if reduce is not None:
+            table = reduce_over_streams(to_wide(resolved, keys, by_stream=True), reduce)
+        elif wide:
+            table = to_wide(resolved, keys, by_stream=shares_keys(rows))
+        else:
+            table = resolved
+        return _as_format(table, format)
 
     def system(self, keys: list[str] | None = None, wide: bool = True, format: str = "pandas") -> Any:
         """System metrics (spec §14) like ``history()``: one row per sample, ``time`` its window end.
 
         Rows of all streams (ranks, hosts) are included; ``wide=False`` keeps the ``stream`` column.
         """
-        return self._frame(SYSTEM_DIR, keys, wide, format)
-
-    def _frame(self, table_name: str, keys: list[str] | None, wide: bool, format: str) -> Any:
-        if format not in ("pandas", "arrow"):
-            raise ValueError(f"format must be 'pandas' or 'arrow', got {format!r}")
-        rows = self.rows(keys, table_name)
-        if table_name == HISTORY_DIR:
-            resolved = resolve(rows)
-            table = to_wide(resolved, keys) if wide else resolved
-        else:
-            table = _per_stream(rows, keys, wide)
-        if format == "arrow":
-            return table
-        try:
-            import pandas  # noqa: F401
-        except ImportError:
-            raise ImportError("history(format='pandas') needs pandas: pip install 'runsync[pandas]', "
-                              "or pass format='arrow'") from None
-        import pandas as pd
-
-        # Nullable dtypes keep ints exact and bools boolean where a key is absent at some steps.
-        mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-        df = table.to_pandas(types_mapper=mapping.get)
-        if "step" in df.columns:
-            df["step"] = df["step"].astype("int64")
-        return df
+        _check_format(format)
+        return _as_format(_per_stream(self.rows(keys, SYSTEM_DIR), keys, wide), format)
 
     def files(self, versions: bool = False) -> dict[str, Any] | list[Any]:
         """Saved files (spec §13.5): name → latest ``FileEntry`` over all streams; with
@@ -249,7 +264,7 @@ class RunView:
         return pushed if not local.exists() and pushed.exists() else local
 
     def media(self, key: str) -> list[Any]:
-        """Media logged under ``key`` (spec §13), one ``MediaItem`` per item, by step then index.
+        """Media logged under ``key`` (spec §13), one ``MediaItem`` per item, by step, stream, then index.
 
         ``item.value`` decodes on access: image → numpy array, histogram →
         ``HistogramData``, table → DataFrame, text → str.
@@ -268,15 +283,52 @@ class RunView:
         return sorted(set(self.rows().column("key").to_pylist()))
 
     def last_values(self) -> dict[str, Any]:
-        """The value each key had at its last resolved step."""
-        resolved = resolve(self.rows())
-        out: dict[str, Any] = {}
-        for row in resolved.select(["key", "type", "value", "int", "text"]).to_pylist():
-            out[row["key"]] = _row_value(row)
-        return dict(sorted(out.items()))
+        """The value each key had at its last resolved step; a key several streams logged takes the
+        first of those streams in reader order (``main``, ``rank0``, ...; as the summary, spec §3.3)."""
+        return last_values(resolve(self.rows()))[0]
 
     def __repr__(self) -> str:
         return f"<runsync.RunView {self.info.name} id={self.info.id} {self.path}>"
+
+
+def _check_format(format: str) -> None:
+    if format not in ("pandas", "arrow"):
+        raise ValueError(f"format must be 'pandas' or 'arrow', got {format!r}")
+
+
+def _keep_keys(table: pa.Table, keys: list[str] | None) -> pa.Table:
+    if keys is None:
+        return table
+    return table.filter(pc.is_in(table.column("key"), pa.array(list(keys), pa.string())))
+
+
+def _as_format(table: pa.Table, format: str) -> Any:
+    """An Arrow result as the caller asked: Arrow as is, or pandas with nullable int and bool columns."""
+    if format == "arrow":
+        return table
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        raise ImportError("history(format='pandas') needs pandas: pip install 'runsync[pandas]', "
+                          "or pass format='arrow'") from None
+    import pandas as pd
+
+    # Nullable dtypes keep ints exact and bools boolean where a key is absent at some steps.
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    df = table.to_pandas(types_mapper=mapping.get)
+    if "step" in df.columns:
+        df["step"] = df["step"].astype("int64")
+    return df
+
+
+def last_values(resolved: pa.Table) -> tuple[dict[str, Any], dict[str, str]]:
+    """Resolved rows → ({key: value at its last step}, {key: stream it came from, for keys whose
+    streams' last values differ}). Several streams: the first in reader order wins (spec §3.3)."""
+    per: dict[str, dict[str, Any]] = {}
+    if resolved.num_rows:
+        for row in resolved.select(["key", "type", "value", "int", "text", "stream"]).to_pylist():
+            per.setdefault(row["stream"], {})[row["key"]] = _row_value(row)
+    return first_by_stream(per)
 
 
 def _per_stream(rows: pa.Table, keys: list[str] | None, wide: bool) -> pa.Table:

@@ -15,7 +15,7 @@ from typing import Any
 from ..format.errors import FormatError
 from ..format.layout import iter_run_dirs
 from ..format.meta import State
-from .index import flatten_dict, load_records
+from .index import SUMMARY_FROM, flatten_dict, load_records
 from .query import check_column, compile_query
 from .remote import as_path, fetch_run, is_url, local_root
 from .run import RunView
@@ -58,7 +58,7 @@ def known_columns(records: Iterable[dict[str, Any]]) -> list[str]:
     """The fixed columns, then every ``config.*`` and ``summary.*`` column some record has, sorted."""
     extra: set[str] = set()
     for r in records:
-        extra.update(k for k in r if k not in COLUMNS)
+        extra.update(k for k in r if k not in COLUMNS and k != SUMMARY_FROM)
     return list(COLUMNS) + sorted(extra)
 
 
@@ -132,7 +132,8 @@ def runs(root: str | Path | None = None, where: str | None = None, sort: str | S
     """A pandas DataFrame with one row per run under ``root`` (default ``$RUNSYNC_DIR`` or ./runs).
 
     Columns: id, name, project, group, job_type, tags, status, created, start,
-    duration (s), steps, streams, path, then ``config.*`` and ``summary.*``.
+    duration (s), steps, streams, path, then ``config.*`` and ``summary.*`` (of a run with several
+    streams: per key, the first stream's value in reader order, ``main``, ``rank0``, ... — spec §3.3).
 
     ``where``: an expression such as ``"status = finished and summary.loss < 0.1"``
     (see ``runsync.reader.query``); ``sort``: a column or a list of columns, each
@@ -141,7 +142,7 @@ def runs(root: str | Path | None = None, where: str | None = None, sort: str | S
     import pandas as pd
 
     records, _errors, _known = select_records(root, where, sort)
-    df = pd.DataFrame.from_records(records)
+    df = pd.DataFrame.from_records([{k: v for k, v in r.items() if k != SUMMARY_FROM} for r in records])
     if not df.empty:
         for col in TIME_COLUMNS:
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)

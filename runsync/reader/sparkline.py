@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["BARS", "Spark", "choose_keys", "downsample", "format_sparks", "numeric_series", "spark", "sparkline"]
+__all__ = ["BARS", "Line", "Spark", "choose_keys", "downsample", "format_sparks", "numeric_lines", "numeric_series",
+           "spark", "sparkline"]
 
 BARS = "▁▂▃▄▅▆▇█"
 WIDTH = 40
@@ -107,11 +108,23 @@ def spark(key: str, steps: Sequence[int] | np.ndarray, values: Sequence[float] |
     )
 
 
-def numeric_series(resolved: pa.Table, keys: Iterable[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per numeric key (FLOAT or INT rows) of a resolved long table: (steps, values), by step.
+Line = tuple[str, np.ndarray, np.ndarray]  # (label, steps, values)
 
-    ``resolved`` is what ``history.resolve`` returns (one row per step and key).
+
+def numeric_lines(resolved: pa.Table, keys: Iterable[str] | None = None, reduce: str | None = None
+                  ) -> dict[str, list[Line]]:
+    """Per numeric key (FLOAT or INT rows) of a resolved long table, its lines to draw, by step.
+
+    ``resolved`` is what ``history.resolve`` returns (one row per stream, step
+    and key). A key one stream logged is one line labelled ``key``. A key
+    several streams logged is one line per stream in reader order, labelled
+    ``key [rank3]`` (spec §4.5: the streams' values are all kept), or with
+    ``reduce`` ("mean", "min", "max") one line ``key (mean of 8 streams)``
+    reduced over the streams per step (``reader.streams.reduce_series``).
     """
+    from ..format.layout import stream_order
+    from .streams import reduce_series
+
     if resolved.num_rows == 0:
         return {}
     t = resolved.filter(pc.is_in(resolved.column("type"), pa.array(_NUMERIC, pa.int8())))
@@ -119,20 +132,38 @@ def numeric_series(resolved: pa.Table, keys: Iterable[str] | None = None) -> dic
         t = t.filter(pc.is_in(t.column("key"), pa.array(list(keys), pa.string())))
     if t.num_rows == 0:
         return {}
-    t = t.select(["key", "step", "value"]).sort_by([("key", "ascending"), ("step", "ascending")])
-    key_col = t.column("key").combine_chunks()
+    t = t.select(["key", "stream", "step", "value"]).sort_by([("key", "ascending"), ("stream", "ascending"),
+                                                              ("step", "ascending")])
+    group = pc.binary_join_element_wise(t.column("key"), t.column("stream"), "\x00").combine_chunks()
     steps = t.column("step").to_numpy()
     values = t.column("value").to_numpy(zero_copy_only=False).astype(float)
-    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    enc = key_col.dictionary_encode()
+    per: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    enc = group.dictionary_encode()
     idx = np.asarray(enc.indices)
     names = enc.dictionary.to_pylist()
     bounds = np.nonzero(np.diff(idx))[0] + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(idx)]])
     for a, b in zip(starts, ends):
-        out[names[idx[a]]] = (steps[a:b], values[a:b])
+        key, stream = names[idx[a]].split("\x00")
+        per.setdefault(key, {})[stream] = (steps[a:b], values[a:b])
+    out: dict[str, list[Line]] = {}
+    for key, by_stream in per.items():
+        if len(by_stream) == 1:
+            (s, v), = by_stream.values()
+            out[key] = [(key, s, v)]
+        elif reduce is not None:
+            s, v = reduce_series(by_stream, reduce)
+            out[key] = [(f"{key} ({reduce} of {len(by_stream)} streams)", s, v)]
+        else:
+            out[key] = [(f"{key} [{st}]", *by_stream[st]) for st in sorted(by_stream, key=stream_order)]
     return out
+
+
+def numeric_series(resolved: pa.Table, keys: Iterable[str] | None = None,
+                   reduce: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`numeric_lines` flattened: line label → (steps, values)."""
+    return {label: (s, v) for lines in numeric_lines(resolved, keys, reduce).values() for label, s, v in lines}
 
 
 def choose_keys(points: Mapping[str, int], summary: Mapping[str, Any] | None = None,

@@ -16,6 +16,7 @@ Report data (JSON, format 1)::
      "media_omitted": int, "errors": [{"path", "error"}],
      "runs": [{"id", "name", "project", "group", "job_type", "tags", "status", "created", "start",
                "duration", "steps", "streams", "path", "config": {flat key: value}, "summary": {...},
+               "summary_from"?: {key: stream},  # keys whose streams' values differ: the stream shown (§3.3)
                "t0": run start (unix s),
                "history": BLOCK, "system": BLOCK,              # absent when nothing numeric
                "media": {key: [{"step", "index", "kind", "caption"?, "data", "w"?, "h"?}]}}]}
@@ -26,7 +27,11 @@ Report data (JSON, format 1)::
              "series": {key: {"i": Δ[int],   # indices into the step table, delta-coded
                               "y": [num],    # the logged values at those steps ("NaN"/"Infinity" as strings)
                               "n": int,      # points logged in all (drawn ≤ n)
-                              "f32"?: 1}}}   # y written as float32 digits: Math.fround restores them
+                              "f32"?: 1,     # y written as float32 digits: Math.fround restores them
+                              # a history key several streams (ranks) logged: the series above is the
+                              # mean over the streams per step, and each stream's own follows, in
+                              # reader order (spec §4.6): main, rank0, rank1, ...
+                              "agg"?: "mean", "streams"?: [{"s": stream, "i", "y", "n", "f32"?}]}}}
 
 Media ``data``: image → ``data:image/png;base64,...``; histogram → ``{"counts", "edges"}``;
 table → ``{"columns", "rows", "total"}``; text → str.

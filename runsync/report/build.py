@@ -33,7 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..format.errors import FormatError, RunsyncError
+from ..format.layout import stream_order
 from ..format.values import ValueType
+from ..reader.streams import reduce_series
 from .downsample import pick, points_per_series
 from .media import MediaBudget, MediaLimits, collect_media
 
@@ -123,10 +125,10 @@ def _delta(a: np.ndarray) -> list[int]:
     return np.diff(a, prepend=np.int64(0)).tolist() if len(a) else []
 
 
-def _axis_candidates(by_key: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], limit: int) -> list[str]:
+def _axis_candidates(by_key: dict[str, tuple[np.ndarray, np.ndarray]], limit: int) -> list[str]:
     """Keys usable as an x-axis: finite, never decreasing with step, not constant (epoch, tokens_seen, ...)."""
     out = []
-    for k, (s, v, _t) in by_key.items():
+    for k, (_s, v) in by_key.items():
         if len(v) >= 2 and np.all(np.isfinite(v)) and v[-1] > v[0] and np.all(np.diff(v) >= 0):
             out.append(k)
     out.sort(key=lambda k: (_AXIS_NAME.search(k) is None, k))
@@ -142,7 +144,10 @@ def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int
     (FLOAT, INT, BOOL as 0/1) are drawn. None when nothing numeric is logged.
     ``by_stream``: rows are resolved per stream (system metrics: each process
     samples its own host), so when there are several streams each key becomes
-    one series per stream, named ``key@stream``.
+    one series per stream, named ``key@stream``. Otherwise (history) a key
+    several streams logged (ranks, spec §4.5) is one series holding the mean
+    over the streams per step, with ``streams``: one series per stream, in
+    reader order, which the page draws as one line each.
     """
     if table.num_rows == 0:
         return None
@@ -154,8 +159,11 @@ def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int
     times = tbl.column("time").cast(pa.int64()).to_numpy().astype(np.int64)
     values = tbl.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
     keycol = tbl.column("key").combine_chunks()
-    if by_stream and "stream" in tbl.column_names and len(pc.unique(tbl.column("stream"))) > 1:
+    has_streams = "stream" in tbl.column_names and len(pc.unique(tbl.column("stream"))) > 1
+    if by_stream and has_streams:
         keycol = pc.binary_join_element_wise(keycol, tbl.column("stream").combine_chunks(), "@")
+    elif has_streams:  # group by (key, stream); \x00 cannot occur in a key (spec §5.1)
+        keycol = pc.binary_join_element_wise(keycol, tbl.column("stream").combine_chunks(), "\x00")
     keycol = keycol.dictionary_encode()
     codes = keycol.indices.to_numpy()
     names = keycol.dictionary.to_pylist()
@@ -164,13 +172,24 @@ def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int
     bounds = np.flatnonzero(np.diff(codes_s)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [len(codes_s)]])
-    by_key: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    groups: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for a, b in zip(starts.tolist(), ends.tolist()):
         rows = order[a:b]
-        by_key[names[int(codes_s[a])]] = (steps[rows], values[rows], times[rows])
-    per = points_per_series(points, budget, runs, len(by_key))
-    picks = {k: pick(s, v, per) for k, (s, v, _t) in by_key.items()}
-    used = np.unique(np.concatenate([by_key[k][0][i] for k, i in picks.items()]))
+        key, _sep, stream = names[int(codes_s[a])].partition("\x00")
+        groups.setdefault(key, {})[stream] = (steps[rows], values[rows])
+    by_key: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    lines: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}  # key -> per-stream series, reader order
+    for key, per in groups.items():
+        if len(per) == 1:
+            by_key[key] = next(iter(per.values()))
+        else:
+            by_key[key] = reduce_series(per, "mean")
+            lines[key] = [(st, *per[st]) for st in sorted(per, key=stream_order)]
+    per_series = points_per_series(points, budget, runs, len(by_key) + sum(len(v) for v in lines.values()))
+    picks = {k: pick(s, v, per_series) for k, (s, v) in by_key.items()}
+    line_picks = {k: [pick(s, v, per_series) for _st, s, v in ls] for k, ls in lines.items()}
+    used = np.unique(np.concatenate([by_key[k][0][i] for k, i in picks.items()]
+                                    + [s[i] for k, ls in lines.items() for (_st, s, _v), i in zip(ls, line_picks[k])]))
     # Time of a step: the latest time among its rows (as the wide form's `time` column, spec §4.6).
     so = np.argsort(steps, kind="stable")
     ss, ts = steps[so], times[so]
@@ -179,18 +198,25 @@ def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int
     t_used = tmax[np.searchsorted(ss[first], used)]
     t0_us = round(t0 * 1e6)
     rel_ms = np.round((t_used - t0_us) / 1000.0).astype(np.int64)
-    series: dict[str, Any] = {}
-    for k in sorted(by_key):
-        s, v, _t = by_key[k]
-        i = picks[k]
+
+    def encoded(s: np.ndarray, v: np.ndarray, i: np.ndarray) -> dict[str, Any]:
         ys, f32 = encode_values(v[i])
         entry: dict[str, Any] = {"i": _delta(np.searchsorted(used, s[i])), "y": ys, "n": len(s)}
         if f32:
             entry["f32"] = 1
-        series[k] = entry
+        return entry
+
+    series: dict[str, Any] = {}
+    for k in sorted(by_key):
+        s, v = by_key[k]
+        series[k] = encoded(s, v, picks[k])
+        if k in lines:
+            series[k]["agg"] = "mean"
+            series[k]["streams"] = [dict(s=st, **encoded(ls, lv, i))
+                                    for (st, ls, lv), i in zip(lines[k], line_picks[k])]
     xs: dict[str, Any] = {}
     for k in _axis_candidates(by_key, max_x_keys):
-        s, v, _t = by_key[k]
+        s, v = by_key[k]
         j = np.searchsorted(s, used, side="right") - 1  # the key's value at that step, else its latest before
         vals, f32 = encode_values(v[np.maximum(j, 0)])
         for n in np.flatnonzero(j < 0).tolist():
@@ -232,6 +258,8 @@ def _run_entry(rec: dict[str, Any]) -> dict[str, Any]:
     out = {k: _jsonable(rec.get(k)) for k in _BASE_FIELDS}
     out["config"] = {k[7:]: _jsonable(v) for k, v in rec.items() if k.startswith("config.")}
     out["summary"] = {k[8:]: _jsonable(v) for k, v in rec.items() if k.startswith("summary.")}
+    if rec.get("summary_from"):  # summary keys whose streams' values differ -> the stream shown (spec §3.3)
+        out["summary_from"] = dict(rec["summary_from"])
     return out
 
 

@@ -131,10 +131,22 @@
     var series = {};
     Object.keys(b.series).forEach(function (k) {
       var s = b.series[k];
-      series[k] = { idx: undelta(s.i), y: s.y.map(function (v) { return num(v, s.f32); }), n: s.n, f32: !!s.f32,
-        smW: null, smY: null };
+      series[k] = decodeSeries(s);
+      // A key several streams (ranks) of the run logged: the series is their mean, each stream's follows.
+      if (s.streams) {
+        series[k].streams = s.streams.map(function (st) {
+          var d = decodeSeries(st);
+          d.stream = st.s;
+          return d;
+        });
+      }
     });
     return { steps: steps, rel: rel, wall: wall, x: x, series: series };
+  }
+
+  function decodeSeries(s) {
+    return { idx: undelta(s.i), y: s.y.map(function (v) { return num(v, s.f32); }), n: s.n, f32: !!s.f32,
+      smW: null, smY: null };
   }
 
   function block(i, kind) {
@@ -158,6 +170,7 @@
     smoothing: 0.6,
     xaxis: "step",
     logy: false,
+    meanStreams: false, // a key several streams of a run logged: draw their mean, not one line per stream
     filter: "",
     sort: { col: null, desc: false },
   });
@@ -175,11 +188,11 @@
     return a.slice(4);
   }
 
-  // One chart's series: for each selected run that logged `key`, x and y of its drawn points.
+  // One chart's lines: for each selected run that logged `key`, x and y of its drawn points; a run whose
+  // streams (ranks) all logged `key` gives one line per stream, or their mean with the toggle.
   function chartSeries(kind, key) {
     var out = [];
     var axis = axisFor(kind);
-    var w = state.smoothing;
     orderedRuns().forEach(function (i) {
       if (!state.selected.has(i)) return;
       var b = block(i, kind);
@@ -187,27 +200,44 @@
       var s = b.series[key];
       var xa = axis === "step" ? b.steps : axis === "wall" ? b.wall : axis === "rel" ? b.rel : b.x[axis.slice(4)];
       if (!xa) return;
-      var sm = w > 0 ? smoothed(s, w) : null;
-      var xs = [], ys = [], draw = [], drawSm = sm ? [] : null, smv = sm ? [] : null;
-      for (var j = 0; j < s.idx.length; j++) {
-        var xv = xa[s.idx[j]];
-        if (xv === null || xv === undefined) continue;
-        var y = s.y[j];
-        xs.push(xv);
-        ys.push(y);
-        draw.push(y !== null && isFinite(y) ? y : null);
-        if (sm) {
-          smv.push(sm[j]);
-          drawSm.push(isFinite(sm[j]) ? sm[j] : null);
-        }
+      if (s.streams && !state.meanStreams) {
+        s.streams.forEach(function (st) {
+          addLine(out, i, st, xa, runLabel(i) + " · " + st.stream, st.stream);
+        });
+      } else {
+        addLine(out, i, s, xa, runLabel(i) + (s.streams ? " · mean of " + s.streams.length + " streams" : ""),
+          s.streams ? "mean" : null);
       }
-      if (!xs.length) return;
-      var sorted = true;
-      for (var q = 1; q < xs.length && sorted; q++) if (xs[q] < xs[q - 1]) sorted = false;
-      out.push({ run: i, xs: xs, ys: ys, draw: draw, sm: smv, drawSm: drawSm, f32: s.f32, n: s.n, sorted: sorted });
     });
+    var multi = out.some(function (l) { return l.stream !== null && l.stream !== "mean"; });
+    out.forEach(function (l, j) { l.color = multi ? j : l.run; });
     return out;
   }
+
+  // One line of a chart: run i's series s (a run's, one stream's, or their mean) against the x values xa.
+  function addLine(out, i, s, xa, label, stream) {
+    var w = state.smoothing;
+    var sm = w > 0 ? smoothed(s, w) : null;
+    var xs = [], ys = [], draw = [], drawSm = sm ? [] : null, smv = sm ? [] : null;
+    for (var j = 0; j < s.idx.length; j++) {
+      var xv = xa[s.idx[j]];
+      if (xv === null || xv === undefined) continue;
+      var y = s.y[j];
+      xs.push(xv);
+      ys.push(y);
+      draw.push(y !== null && isFinite(y) ? y : null);
+      if (sm) {
+        smv.push(sm[j]);
+        drawSm.push(isFinite(sm[j]) ? sm[j] : null);
+      }
+    }
+    if (!xs.length) return;
+    var sorted = true;
+    for (var q = 1; q < xs.length && sorted; q++) if (xs[q] < xs[q - 1]) sorted = false;
+    out.push({ run: i, xs: xs, ys: ys, draw: draw, sm: smv, drawSm: drawSm, f32: s.f32, n: s.n, sorted: sorted,
+      label: label, stream: stream });
+  }
+
 
   function nearest(xs, v, sorted) {
     var n = xs.length;
@@ -261,18 +291,18 @@
       fmtX(axis, rows[0].s.xs[rows[0].j]) }));
     rows.slice(0, 10).forEach(function (r) {
       var s = r.s, j = r.j;
-      var label = runLabel(s.run);
+      var label = s.label;
       if (axis !== "step") {
         label += "  (" + fmtX(axis, s.xs[j]) + ")";
       }
       tip.appendChild(el("div", { cls: "row" }, [
-        el("span", { cls: "sw", style: "background:" + color(s.run) }),
+        el("span", { cls: "sw", style: "background:" + color(s.color) }),
         el("span", { text: label }),
         el("span", { cls: "v", text: fmtVal(s.ys[j], s.f32) }),
         s.sm ? el("span", { cls: "sm", text: "~" + fmtShort(s.sm[j]) }) : null,
       ]));
     });
-    if (rows.length > 10) tip.appendChild(el("div", { cls: "x", text: "+" + (rows.length - 10) + " more runs" }));
+    if (rows.length > 10) tip.appendChild(el("div", { cls: "x", text: "+" + (rows.length - 10) + " more lines" }));
     var box = u.over.getBoundingClientRect();
     tip.style.display = "block";
     var tx = box.left + left + 14, ty = box.top + top + 14;
@@ -289,13 +319,23 @@
       ch.plot = null;
     }
     ch.body.textContent = "";
+    ch.legend.textContent = "";
     ch.stale = false;
     var list = chartSeries(ch.kind, ch.key);
     ch.list = list;
     ch.axis = axisFor(ch.kind);
     var drawn = 0, logged = 0;
+    var nruns = new Set(list.map(function (s) { return s.run; })).size;
     list.forEach(function (s) { drawn += s.xs.length; logged += s.n; });
-    ch.note.textContent = !list.length ? "" : (list.length + (list.length === 1 ? " run" : " runs") +
+    // Lines of several streams (ranks) are told apart by a legend (the runs table names whole runs).
+    if (list.some(function (s) { return s.stream !== null; })) {
+      list.forEach(function (s) {
+        ch.legend.appendChild(el("span", { cls: "item", "data-stream": s.stream, "data-run": RUNS[s.run].id }, [
+          el("span", { cls: "sw", style: "background:" + color(s.color) }), el("span", { text: s.label })]));
+      });
+    }
+    ch.note.textContent = !list.length ? "" : (nruns + (nruns === 1 ? " run" : " runs") +
+      (list.length > nruns ? " · " + list.length + " lines" : "") +
       (logged > drawn ? " · " + drawn.toLocaleString() + " of " + logged.toLocaleString() + " points" : "") +
       (ch.axis !== state.xaxis ? " · x: " + axisLabel(ch.axis) : ""));
     if (!list.length) {
@@ -313,14 +353,14 @@
       var dots = { show: s.xs.length <= 40, size: 4 }; // a few points (evals, system samples) as dots too
       if (w > 0) {
         data.push([s.xs, pos(s.draw)]);
-        series.push({ label: runLabel(s.run), stroke: color(s.run, 0.28), width: 1, facets: facets,
+        series.push({ label: s.label, stroke: color(s.color, 0.28), width: 1, facets: facets,
           paths: uPlot.paths.linear(), points: { show: false } });
         data.push([s.xs, pos(s.drawSm)]);
-        series.push({ label: runLabel(s.run) + " (smoothed)", stroke: color(s.run), width: 1.6, facets: facets,
+        series.push({ label: s.label + " (smoothed)", stroke: color(s.color), width: 1.6, facets: facets,
           paths: uPlot.paths.linear(), points: dots });
       } else {
         data.push([s.xs, pos(s.draw)]);
-        series.push({ label: runLabel(s.run), stroke: color(s.run), width: 1.4, facets: facets,
+        series.push({ label: s.label, stroke: color(s.color), width: 1.4, facets: facets,
           paths: uPlot.paths.linear(), points: dots });
       }
     });
@@ -361,10 +401,12 @@
   function makeChart(kind, key, grid) {
     var note = el("span", { cls: "note" });
     var body = el("div", { cls: "body" });
+    var legend = el("div", { cls: "legend" });
     var box = el("div", { cls: "chart", "data-key": key, "data-kind": kind }, [
-      el("div", { cls: "title" }, [el("span", { text: key }), note]), body]);
+      el("div", { cls: "title" }, [el("span", { text: key }), note]), body, legend]);
     grid.appendChild(box);
-    var ch = { kind: kind, key: key, box: box, body: body, note: note, plot: null, visible: false, stale: true };
+    var ch = { kind: kind, key: key, box: box, body: body, note: note, legend: legend, plot: null, visible: false,
+      stale: true };
     box._chart = ch;
     api.charts.push(ch);
     if (observer) observer.observe(box);
@@ -460,7 +502,9 @@
     Object.keys(sumCount).sort(function (a, b) { return sumCount[b] - sumCount[a] || (a < b ? -1 : 1); })
       .slice(0, 8).forEach(function (k) {
         cols.push({ k: "summary." + k, label: k, get: function (r) { return (r.summary || {})[k]; }, fmt: fmtShort,
-          num: true, title: "summary." + k, prefix: "summary." });
+          num: true, title: "summary." + k, prefix: "summary.",
+          // the run's streams (ranks) set different values: say whose is shown (spec §3.3)
+          note: function (r) { var f = (r.summary_from || {})[k]; return f ? " (" + f + ")" : ""; } });
       });
     return cols;
   }
@@ -543,8 +587,11 @@
         style: "background:" + color(i) })])]);
       COLS.forEach(function (c) {
         var v = c.get(r);
+        var note = c.note ? c.note(r) : "";
         var td = el("td", { cls: c.num ? "num" : c.k === "status" ? "status-" + v : null,
-          text: c.fmt ? c.fmt(v) : v === null || v === undefined ? "" : String(v) });
+          text: (c.fmt ? c.fmt(v) : v === null || v === undefined ? "" : String(v)) + note,
+          title: note ? "the run's streams set different values; this is" + note.replace(/[()]/g, "") +
+            "'s, the first in reader order" : null });
         tr.appendChild(td);
       });
       tr._box = box;
@@ -761,9 +808,19 @@
       state.logy = ev.target.checked;
       scheduleRedraw();
     } });
+    var meanBox = el("input", { type: "checkbox", id: "streammean", onchange: function (ev) {
+      state.meanStreams = ev.target.checked;
+      scheduleRedraw();
+    } });
+    var anyStreams = RUNS.some(function (r) {
+      var ser = (r.history || {}).series || {};
+      return Object.keys(ser).some(function (k) { return ser[k].streams; });
+    });
     return el("div", { cls: "controls" }, [
       el("label", {}, ["x axis", sel]),
       el("label", { title: "logarithmic y axis (values ≤ 0 are not drawn)" }, [logBox, "log y"]),
+      anyStreams ? el("label", { title: "a key several streams (ranks) of a run logged: draw the mean over the " +
+        "streams per step instead of one line per stream" }, [meanBox, "mean over streams"]) : null,
       el("label", { title: "debiased exponential moving average, as runsync.smooth() and TensorBoard" },
         ["smoothing", slider, out]),
       countEl,
