@@ -119,3 +119,18 @@ def test_sigterm_says_so(tmp_path: Path) -> None:
     assert p.wait(60) == 143
     st = _status(tmp_path)
     assert st["state"] == "failed" and st["error"] == "killed by SIGTERM"
+
+
+def test_show_prints_the_cause(tmp_path: Path) -> None:
+    _run(tmp_path, '''
+        with runsync.init(dir=sys.argv[1]) as run:
+            run.log({"loss": 1.0})
+            raise ValueError("CUDA out of memory")
+    ''')
+    r = subprocess.run([sys.executable, "-m", "runsync", "show", "latest", "--dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "cause    ValueError: CUDA out of memory" in r.stdout
+    import runsync
+    (view,) = [runsync.open_run(p) for p in tmp_path.iterdir() if (p / "run.json").exists()]
+    assert view.streams()[0]["error"] == "ValueError: CUDA out of memory"

@@ -93,6 +93,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for s in meta["streams"]:
         print(f"stream   {s['stream']}: {s['state']} (incarnation {s['incarnation']}, pid {s['pid']} on {s['host']}"
               + (f", {s['dropped_rows']} rows dropped" if s.get("dropped_rows") else "") + ")")
+        if s.get("error"):
+            label = "cause   " if s["state"] == "failed" else "problem "
+            print(f"  {label} {s['error']}")
     print("\nconfig")
     for k, v in flat(config):
         print(f"  {k} = {fmt(v)}")

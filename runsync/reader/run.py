@@ -89,6 +89,8 @@ class RunView:
         return run_state(self.layout)
 
     def streams(self) -> list[dict[str, Any]]:
+        """Each stream's state and status (spec §7.2): ``error`` is a failed stream's cause, else the
+        writer's last reported problem."""
         out = []
         for st in self.layout.streams():
             s = stream_state(st)
@@ -99,7 +101,7 @@ class RunView:
             if s.status is not None and s.status.incarnation == s.incarnation:
                 d.update(started=s.status.started, heartbeat=s.status.heartbeat, ended=s.status.ended,
                          exit_code=s.status.exit_code, last_step=s.status.last_step,
-                         dropped_rows=s.status.dropped_rows)
+                         dropped_rows=s.status.dropped_rows, error=s.status.error)
             else:
                 d.update(started=s.claim.time, heartbeat=s.claim.time)
             out.append(d)
