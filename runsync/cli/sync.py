@@ -125,6 +125,8 @@ def cmd_push(args: argparse.Namespace) -> int:
                        f"{human(res.bytes_sent)}")
     opts = PushOptions(dry_run=args.dry_run, include=args.include or [], exclude=args.exclude or [],
                        jobs=args.jobs, verify=args.verify)
+    if args.watch:
+        return _watch(args, opts)
     try:
         res = push(args.src, remote, opts, progress)
     finally:
@@ -133,6 +135,25 @@ def cmd_push(args: argparse.Namespace) -> int:
     return _report(args, res, f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged): {verb} "
                    f"{res.files_sent} files, {human(res.bytes_sent)}; {human(res.bytes_deduplicated)} already on "
                    f"{remote.display}; {res.seconds:.1f} s")
+
+
+def _watch(args: argparse.Namespace, opts: Any) -> int:
+    from ..syncer import Remote, RetryPolicy
+    from ..syncer.watch import WatchOptions, watch
+
+    if args.dry_run or Path(args.src).is_file():
+        raise RunsyncError("--watch pushes a runs directory again and again; it cannot be combined with "
+                           "--dry-run or a bundle")
+    if args.interval <= 0:
+        raise RunsyncError(f"--interval must be positive, got {args.interval}")
+    # The daemon retries on its next pass: one operation gives up within a minute, and says nothing
+    # (one line per outage comes from the loop instead of a line per retry).
+    policy = RetryPolicy(retries=min(args.retries, 4), timeout=min(args.timeout, 60.0), say=lambda msg: None)
+    remote = Remote(remote_arg(args.remote), policy=policy, storage_options=storage_options(args))
+    if not args.json:
+        print(f"runsync: pushing {args.src} to {remote.display} every {args.interval:g} s; "
+              "Ctrl-C or SIGTERM stops after the current file", file=sys.stderr, flush=True)
+    return watch(args.src, remote, opts, WatchOptions(interval=args.interval, json=args.json))
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -229,6 +250,12 @@ def register(sub: Any) -> None:
                       help="skip runs whose id matches (repeatable; also $RUNSYNC_IGNORE_GLOBS, comma-separated)")
     push.add_argument("--jobs", type=int, default=4, metavar="N", help="runs pushed in parallel (default 4)")
     push.add_argument("--verify", action="store_true", help="re-check the remote instead of trusting local sync state")
+    push.add_argument("--watch", action="store_true",
+                      help="keep pushing what changed until SIGTERM/Ctrl-C (a login-node daemon): one line per pass "
+                      "that changed something, one when the remote goes down and one when it is back; live runs go "
+                      "up as they train (the remote lags by at most --interval plus the writer's part interval)")
+    push.add_argument("--interval", type=float, default=10.0, metavar="S",
+                      help="with --watch: seconds between passes (default 10)")
     retry_args(push)
     storage_arg(push)
     push.add_argument("--json", action="store_true", help="print a JSON summary")

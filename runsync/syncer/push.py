@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from ..format.manifest import (
     stored_at,
 )
 from ..format.meta import RunInfo, load_doc
+from .errors import RemoteError
 from .pools import Progress, each_run, in_flight
 from .remote import Remote
 from .source import LocalFile, file_stats, find_runs, run_files
@@ -53,6 +55,13 @@ class PushOptions:
     exclude: list[str] = field(default_factory=list)
     jobs: int = 4
     verify: bool = False
+    # asked before each run and each file: True stops the push there (push --watch on a signal); a run
+    # stopped before its commit is left as unreferenced files, which the next push completes (spec §12.3)
+    stop: Callable[[], bool] | None = None
+
+
+class PushStopped(RemoteError):
+    """The push was asked to stop; this run was not committed (the next push completes it)."""
 
 
 @dataclass
@@ -127,6 +136,10 @@ class _Pusher:
         self.result.seconds = time.monotonic() - t0
         return self.result
 
+    def _check_stop(self) -> None:
+        if self.opts.stop is not None and self.opts.stop():
+            raise PushStopped("stopped before this run's commit; the next push completes it")
+
     def _source_files(self, run_dir: Path) -> list[LocalFile]:
         files = run_files(run_dir)
         # A pushed copy (e.g. a removable drive) keeps blobs in its own blob store.
@@ -145,6 +158,7 @@ class _Pusher:
         """Push one run, its files sent concurrently in ``pool``; whether anything was committed (or would
         be, in a dry run)."""
         run_id = run_dir.name
+        self._check_stop()
         # An unreadable run fails here, alone (its error is listed): run.json and every claim must parse.
         from ..format.liveness import stream_state
 
@@ -255,6 +269,7 @@ class _Pusher:
 
     def _send(self, run_id: str, f: LocalFile, data: bytes | None, sha: str, size: int) -> bool:
         """Send one file to where its committed bytes live; a blob already there is not sent again."""
+        self._check_stop()
         check_rel_path(f.rel)
         target = stored_at(run_id, f.rel, sha)
         shared = target != f"{run_id}/{f.rel}"
