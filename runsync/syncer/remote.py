@@ -311,6 +311,10 @@ class Remote:
                 entries = self.fs.ls(target, detail=False)
             except FileNotFoundError:
                 return []
+            finally:
+                # and none left behind: s3fs lists the parent (the bucket) when a prefix is empty, and that
+                # cached listing would later hide the prefix this push creates from exists() (check_root)
+                self.fs.invalidate_cache(target)
             return sorted({str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries})
         return self._run(f"list {rel or '/'}", op)
 
