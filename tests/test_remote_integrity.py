@@ -89,6 +89,15 @@ def test_pull_force_replaces_the_local_run_whole(two_runs: tuple[Path, Path, Pat
     assert rc == 0 and "0 files" in out, (out, err)
 
 
+def test_pull_compares_run_json_without_a_huge_read(two_runs: tuple[Path, Path, Path]) -> None:
+    """The remote run.json is read into memory to compare identities: a manifest claiming it is huge is
+    refused before any read."""
+    remote_dir, a, b = two_runs
+    _edit_manifest(remote_dir, "r1", lambda d: d["files"]["run.json"].update(size=2**40))
+    res = pull(Remote(str(remote_dir)), b.parent)
+    assert [r for r, _ in res.failures] == ["r1"] and "is not a document" in res.failures[0][1]
+
+
 def test_pull_force_is_in_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli_main(["pull", "--help"])

@@ -32,6 +32,8 @@ from .remote import Remote
 
 __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
 
+_DOCUMENT_MAX = 16 << 20  # a run.json larger than this is not one
+
 
 def remote_runs(remote: Remote) -> list[str]:
     """Run ids on ``remote``: directories holding a committed manifest."""
@@ -113,6 +115,8 @@ def _listed(remote: Remote) -> list[str]:
 
 def _fetch_checked(remote: Remote, run_id: str, rel: str, e: FileEntry) -> bytes:
     """A small file's committed bytes, checked against the manifest (size and hash)."""
+    if e.size > _DOCUMENT_MAX:  # read into memory: a hostile manifest must not make it a huge read
+        raise CorruptFileError(f"{rel}: {e.size} bytes is not a document", f"{remote.display}/{run_id}/{MANIFEST}")
     src = _source_of(remote, run_id, rel, e.sha256)
     remote.refuse_link(src)
     raw = remote.read(src)
