@@ -126,7 +126,8 @@ class RemoteTests:
         assert second.failures == []
         assert (second.files_sent, second.bytes_sent, second.skipped, second.runs_pushed) == (0, 0, 3, 0)
         assert proxy.written() == []
-        assert proxy.count() == 0, proxy.calls  # an unchanged tree costs only local stat() calls
+        # an unchanged tree costs local stat() calls and one listing of the remote root (spec §12.5)
+        assert proxy.count() == proxy.count("ls") == 1, proxy.calls
         # without the local state (a cache): re-hash + one manifest read per run, still nothing sent
         for p in (root / ".runsync" / "sync").iterdir():
             p.unlink()
@@ -376,3 +377,58 @@ class RemoteTests:
         assert rc == 0, err
         assert _pulled(tmp_path / "dest" / "run-c1") == source_files(root / "run-c1")
         assert not (tmp_path / "dest" / "run-c2").exists()
+
+    # ------------------------------------------------------------------ a damaged remote (issue 10 item 5)
+
+    def test_plain_push_restores_runs_gone_from_the_remote(self, root: Path, remote: Remote) -> None:
+        """The local sync state says 'pushed'; the remote lost the run (data wiped). The push's one listing
+        of the remote shows it gone: pushed again, no --verify needed (spec §12.5)."""
+        ids = ["run-a", "run-b", "run-c"]
+        for run_id in ids:
+            make_run(root, run_id, steps=5, files={"files/w.bin": run_id.encode() * 50})
+        assert push(root, remote).failures == []
+        remote.fs.rm(remote.path("run-b"), recursive=True)
+        assert sorted(remote_runs(remote)) == ["run-a", "run-c"]
+        res = push(root, remote)
+        assert res.failures == [] and (res.runs_pushed, res.skipped) == (1, 2)
+        assert sorted(remote_runs(remote)) == ids and verify(remote).ok
+        assert_remote_mirrors(remote, root, ids)
+        remote.fs.rm(remote.root, recursive=True)  # everything gone, blobs too
+        res = push(root, remote)
+        assert res.failures == [] and (res.runs_pushed, res.skipped) == (3, 0)
+        assert sorted(remote_runs(remote)) == ids and verify(remote).ok
+        assert_remote_mirrors(remote, root, ids)
+
+    def test_push_verify_rewrites_a_damaged_manifest(self, root: Path, remote: Remote, tmp_path: Path) -> None:
+        """Five damage modes of a remote manifest.json: verify and pull name each; `push --verify` rewrites
+        each from the intact source, without sending again the files that are intact."""
+        damage = {
+            "run-trunc": lambda raw: raw[: len(raw) // 2],
+            "run-notjson": lambda raw: b"\x00\xff garbage",
+            "run-shape": lambda raw: b'["run-shape", {"files": {}}]',
+            "run-otherid": lambda raw: raw.replace(b'"run-otherid"', b'"run-else"'),
+            "run-badpath": lambda raw: raw.replace(b'"run.json"', b'"../../run.json"'),
+        }
+        for run_id in damage:
+            make_run(root, run_id, steps=5)
+        assert push(root, remote).failures == []
+        for run_id, spoil in damage.items():
+            raw = remote.read(f"{run_id}/{MANIFEST}") or b""
+            remote.write(f"{run_id}/{MANIFEST}", spoil(raw))
+        v = verify(remote)
+        assert sorted(r for r, _ in v.failures) == sorted(damage), v
+        assert all(MANIFEST in e for _, e in v.failures)
+        got = pull(remote, tmp_path / "dest")
+        assert sorted(r for r, _ in got.failures) == sorted(damage)
+        res = push(root, remote, PushOptions(verify=True))
+        assert res.failures == [] and res.runs_pushed == len(damage)
+        # every file was intact: none is sent again but the blobs of replaced documents (a first commit wrote
+        # them at their run paths only; the rewritten manifest is no first commit, spec §12.1.2)
+        assert res.files_sent == sum(is_replaced(rel) for run_id in damage for rel in source_files(root / run_id))
+        v = verify(remote)
+        assert v.ok and v.runs == len(damage), v
+        assert commit_problems(remote) == []
+        got = pull(remote, tmp_path / "dest")
+        assert got.failures == []
+        for run_id in damage:
+            assert _pulled(tmp_path / "dest" / run_id) == source_files(root / run_id)

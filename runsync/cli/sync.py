@@ -176,7 +176,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, r.bytes))
     remote = Remote(remote_arg(args.remote), policy=_policy(args, progress), storage_options=storage_options(args))
     try:
-        res = pull(remote, Path(args.dir), args.run or None, jobs=args.jobs, progress=progress)
+        res = pull(remote, Path(args.dir), args.run or None, force=args.force, jobs=args.jobs, progress=progress)
     finally:
         progress.close()
     return _report(args, res, f"{res.runs} runs: {res.files} files ({human(res.bytes)}) copied, "
@@ -193,7 +193,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if args.json:
-        print(json.dumps(res.as_dict(), indent=1))
+        print(json.dumps({**res.as_dict(), **({} if res.ok else {"repair": _repair_command(remote.display)})},
+                         indent=1))
     else:
         for r, p in res.missing:
             print(f"MISSING  {r}/{p}")
@@ -204,7 +205,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if res.runs == 0:
             print(f"no pushed runs (with a {'manifest.json'}) under {remote.display}")
         print(f"{res.runs} runs, {res.files} files checked: " + ("OK" if res.ok else "PROBLEMS FOUND"))
+        if not res.ok:
+            print(f"to repair the remote from the original runs: {_repair_command(remote.display)}")
     return 0 if res.ok else 1
+
+
+def _repair_command(target: str) -> str:
+    """What rewrites damaged or missing files and manifests of TARGET from intact runs (spec §12.6)."""
+    import shlex
+
+    return f"runsync push --verify <runs dir> {shlex.quote(target)}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -280,6 +290,10 @@ def register(sub: Any) -> None:
     pull.add_argument("remote", help="source URL or path")
     pull.add_argument("dir", help="destination directory of runs")
     pull.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
+    pull.add_argument("--force", action="store_true",
+                      help="where DIR holds a different run with the same id (other run.json id or created time), "
+                      "replace it whole with the remote run: its files the remote manifest does not list are "
+                      "removed (without --force such a run is refused and left as it is)")
     pull.add_argument("--json", action="store_true", help="print a JSON summary")
     pull.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     pull.add_argument("--jobs", type=int, default=4, metavar="N", help="runs, and files, fetched in parallel (default 4)")

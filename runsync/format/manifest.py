@@ -13,7 +13,7 @@ import hashlib
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from .errors import CorruptFileError, FormatError
@@ -33,6 +33,7 @@ __all__ = [
     "stored_at",
     "sha256_file",
     "parse_manifest",
+    "MAX_SIZE",
 ]
 
 MANIFEST = "manifest.json"
@@ -123,9 +124,22 @@ class Manifest:
         return dump_json(d)
 
 
-def parse_manifest(data: bytes, where: str) -> Manifest:
-    """Parse and validate a manifest; every path and hash is checked (spec §12.2)."""
+MAX_SIZE = 2**50  # 1 PiB: a file size above it is a damaged or hostile manifest (spec §12.2)
+
+
+def _size_ok(size: object) -> bool:
+    return isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= MAX_SIZE
+
+
+def parse_manifest(data: bytes, where: str | Path, run_id: str | None = None) -> Manifest:
+    """Parse and validate a manifest; every path, size and hash is checked (spec §12.2).
+
+    ``run_id``: the name of the directory the manifest was read from; a manifest
+    naming another run is refused (it would put one run's files under another's id).
+    """
     import json
+
+    from .layout import ID_RE
 
     try:
         d = json.loads(data)
@@ -134,15 +148,25 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
     if not isinstance(d, dict) or not isinstance(d.get("files"), dict) or not isinstance(d.get("run_id"), str):
         raise CorruptFileError("manifest lacks run_id or files", where)
     check_version(d.get("format", "1.0"), where)
+    if not ID_RE.match(d["run_id"]):
+        raise CorruptFileError(f"manifest rejected: invalid run_id {d['run_id']!r}", where)
+    if run_id is not None and d["run_id"] != run_id:
+        raise CorruptFileError(f"manifest rejected: it names run {d['run_id']!r}, not {run_id!r} (the directory "
+                               "it is in)", where)
+    created = d.get("created", 0.0)
+    if isinstance(created, bool) or not isinstance(created, (int, float)) or created != created:
+        raise CorruptFileError(f"manifest rejected: created {created!r} is not a number", where)
     files: dict[str, FileEntry] = {}
     for p, e in d["files"].items():
         try:
             path = check_rel_path(p)
             if path == MANIFEST:
                 raise FormatError(f"{MANIFEST} is never listed in itself")
-            if not isinstance(e, dict) or not _SHA_RE.match(str(e.get("sha256"))) or not isinstance(e.get("size"), int):
+            if not isinstance(e, dict) or not _SHA_RE.match(str(e.get("sha256"))):
                 raise FormatError(f"bad entry for {p!r}")
+            if not _size_ok(e.get("size")):
+                raise FormatError(f"size {e.get('size')!r} of {p!r} is not an integer from 0 to 2**50")
         except FormatError as err:
             raise CorruptFileError(f"manifest rejected: {err}", where) from None
         files[path] = FileEntry(int(e["size"]), str(e["sha256"]))
-    return Manifest(run_id=d["run_id"], files=files, created=float(d.get("created", 0.0)), format=d.get("format", "1.0"))
+    return Manifest(run_id=d["run_id"], files=files, created=float(created), format=d.get("format", "1.0"))

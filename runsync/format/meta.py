@@ -33,6 +33,9 @@ __all__ = [
     "read_json",
     "dump_json",
     "load_doc",
+    "parse_doc",
+    "same_run",
+    "describe_run",
     "save_doc",
     "publish_doc",
     "deep_update",
@@ -219,6 +222,36 @@ def load_doc(cls: type[T], path: Path) -> T:
         if cls is RunInfo:
             raise NotARunError("no run.json: not a runsync run directory", path.parent) from None
         raise
+    return _doc(cls, data, path)
+
+
+def parse_doc(cls: type[T], raw: bytes, where: str | Path) -> T:
+    """A document from its bytes (e.g. fetched from a remote), validated as ``load_doc`` does."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"invalid JSON ({e})", where) from None
+    return _doc(cls, data, where)
+
+
+def same_run(a: RunInfo, b: RunInfo) -> bool:
+    """Whether two run.json documents are the same run (spec §12.6): equal ``id`` and ``created``.
+    Ids are chosen by people and repeat; the creation time is written once, when the run starts."""
+    return bool(a.id == b.id and a.created == b.created)
+
+
+def describe_run(info: RunInfo) -> str:
+    """``'name' (project P, created 2026-01-02T03:04:05.678901+00:00)``: a run as a person tells runs apart."""
+    import datetime
+
+    try:
+        when = datetime.datetime.fromtimestamp(float(info.created), datetime.timezone.utc).isoformat()
+    except (TypeError, ValueError, OverflowError, OSError):
+        when = repr(info.created)
+    return f"{info.name!r} (project {info.project!r}, created {when})"
+
+
+def _doc(cls: type[T], data: Any, path: str | Path) -> T:
     if not isinstance(data, dict):
         raise CorruptFileError(f"expected a JSON object, got {type(data).__name__}", path)
     check_version(data.get("format", "1.0"), path)

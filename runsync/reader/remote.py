@@ -54,8 +54,9 @@ def fetch_runs(url: str, run_ids: list[str] | None = None, *, documents_only: bo
     # default policy rides out minutes of outage, which suits an unattended transfer).
     remote = Remote(url, storage_options=storage_options, policy=RetryPolicy(retries=3, timeout=15.0))
     root = cache_root(url)
+    # force: the cache mirrors the remote, so a run the remote replaced under the same id replaces the cached one
     res = pull(remote, root, run_ids, only=_is_document if documents_only else None, trust_previous=True,
-               prune=not documents_only)
+               prune=not documents_only, force=True)
     if res.failures:
         detail = "; ".join(f"{r}: {e}" for r, e in res.failures[:5])
         raise RunsyncError(f"could not read {len(res.failures)} run(s) from {remote.display}: {detail}")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..format.errors import RunsyncError
+from ..format.errors import FormatError, RunsyncError
 
-__all__ = ["RemoteError", "RemoteSetupError"]
+__all__ = ["RemoteError", "RemoteSetupError", "RunConflictError"]
 
 
 class RemoteError(RunsyncError):
@@ -14,3 +14,7 @@ class RemoteError(RunsyncError):
 class RemoteSetupError(RemoteError):
     """The remote cannot be used at all (no backend installed, malformed URL, unusable credentials): stop,
     do not retry per run."""
+
+
+class RunConflictError(FormatError):
+    """A pull found a different run under the same id in the destination (spec §12.6); it changed nothing."""

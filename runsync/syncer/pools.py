@@ -24,7 +24,7 @@ __all__ = ["Progress", "each_run", "in_flight", "pools"]
 # What a transfer tells its progress callback: (run id, outcome, result so far). "sending" comes first, from
 # a worker thread, when a run starts (the result then changes while files move); then, as each run finishes,
 # "failed" (listed in result.failures) or the outcome its work returned ("pushed", "unchanged", "checked",
-# "pulled", "up to date", "verified", "PROBLEMS").
+# "pulled", "replaced" (pull --force), "up to date", "verified", "PROBLEMS").
 Progress = Callable[[str, str, Any], None]
 
 

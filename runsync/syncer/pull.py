@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
+import shutil
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -11,12 +14,25 @@ from typing import Any, Callable
 
 from ..format.atomic import temporary
 from ..format.errors import CorruptFileError, FormatError
-from ..format.layout import ID_RE
-from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, sha256_file, stored_at
+from ..format.layout import ID_RE, RUN_JSON
+from ..format.manifest import (
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    check_rel_path,
+    is_replaced,
+    parse_manifest,
+    sha256_file,
+    stored_at,
+)
+from ..format.meta import RunInfo, describe_run, load_doc, parse_doc, same_run
+from .errors import RunConflictError
 from .pools import Progress, each_run, in_flight
 from .remote import Remote
 
 __all__ = ["remote_runs", "pull", "verify", "PullResult", "VerifyResult"]
+
+_DOCUMENT_MAX = 16 << 20  # a run.json larger than this is not one
 
 
 def remote_runs(remote: Remote) -> list[str]:
@@ -49,9 +65,14 @@ class PullResult:
 
 
 def _sha_of_local(path: Path) -> str | None:
+    got = _digest_local(path)
+    return None if got is None else got[0]
+
+
+def _digest_local(path: Path) -> tuple[str, int] | None:
     try:
         with open(path, "rb") as f:
-            return sha256_file(f)[0]
+            return sha256_file(f)
     except FileNotFoundError:
         return None
 
@@ -59,7 +80,7 @@ def _sha_of_local(path: Path) -> str | None:
 def _previous(run_dir: Path) -> dict[str, tuple[str, int]]:
     """Entries of the manifest a previous pull left in ``run_dir`` (what those files hold)."""
     try:
-        m = parse_manifest((run_dir / MANIFEST).read_bytes(), run_dir / MANIFEST)
+        m = parse_manifest((run_dir / MANIFEST).read_bytes(), run_dir / MANIFEST, run_dir.name)
     except (OSError, FormatError):
         return {}
     return {rel: (e.sha256, e.size) for rel, e in m.files.items()}
@@ -68,19 +89,21 @@ def _previous(run_dir: Path) -> dict[str, tuple[str, int]]:
 def _each_run(remote: Remote, run_ids: list[str] | None, jobs: int, res: Any, progress: Progress | None,
               work: Callable[[str, Manifest, ThreadPoolExecutor], str]) -> None:
     """``work(run_id, manifest, files_pool)`` for each run (pools.each_run). Listed directories without a
-    committed manifest are not runs (yet) and are passed over; a run asked for by id must have one."""
+    committed manifest are not runs (yet) and are passed over; a run asked for by id must have one. A
+    manifest must name its own directory's run, and on a local remote be no symbolic link (spec §12.6)."""
     ids = list(dict.fromkeys(run_ids or _listed(remote)))  # a run named twice is fetched once
     res.runs = len(ids)
 
     def one(run_id: str, files: ThreadPoolExecutor) -> str | None:
         if not ID_RE.match(run_id):
             raise FormatError(f"invalid run id {run_id!r}")
+        remote.refuse_link(f"{run_id}/{MANIFEST}")
         raw = remote.read(f"{run_id}/{MANIFEST}")
         if raw is None:
             if not run_ids:
                 return None
             raise FormatError(f"no committed manifest for run {run_id}", remote.display)
-        return work(run_id, parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}"), files)
+        return work(run_id, parse_manifest(raw, f"{remote.display}/{run_id}/{MANIFEST}", run_id), files)
 
     each_run(ids, one, jobs, res, progress or (lambda run_id, outcome, res: None))
 
@@ -90,18 +113,62 @@ def _listed(remote: Remote) -> list[str]:
     return [n for n in remote.listdir() if ID_RE.match(n)]
 
 
+def _fetch_checked(remote: Remote, run_id: str, rel: str, e: FileEntry) -> bytes:
+    """A small file's committed bytes, checked against the manifest (size and hash)."""
+    if e.size > _DOCUMENT_MAX:  # read into memory: a hostile manifest must not make it a huge read
+        raise CorruptFileError(f"{rel}: {e.size} bytes is not a document", f"{remote.display}/{run_id}/{MANIFEST}")
+    src = _source_of(remote, run_id, rel, e.sha256)
+    remote.refuse_link(src)
+    raw = remote.read(src)
+    if raw is None:
+        raise CorruptFileError(f"{rel}: missing (the manifest names it)", f"{remote.display}/{src}")
+    got = hashlib.sha256(raw).hexdigest()
+    if (got, len(raw)) != (e.sha256, e.size):
+        raise CorruptFileError(f"{rel}: content (sha256 {got}, {len(raw)} bytes) does not match the manifest "
+                               f"(sha256 {e.sha256}, {e.size} bytes)", f"{remote.display}/{src}")
+    return raw
+
+
+def _holds_files(d: Path) -> bool:
+    """Whether ``d`` holds any file but temporary dot-names (what an interrupted write leaves)."""
+    for _dirpath, _dirs, names in os.walk(d):
+        if any(not n.startswith(".") for n in names):
+            return True
+    return False
+
+
+def _conflict(remote: Remote, run_id: str, m: Manifest, local: Path) -> str | None:
+    """Why ``local`` cannot take an incremental pull of the remote run (a different run, spec §12.6), or
+    None: nothing there, the same run.json, or the same run by identity (id and created)."""
+    e = m.files[RUN_JSON]
+    if _sha_of_local(local / RUN_JSON) == e.sha256 or not _holds_files(local):
+        return None
+    theirs = parse_doc(RunInfo, _fetch_checked(remote, run_id, RUN_JSON, e), f"{remote.display}/{run_id}/{RUN_JSON}")
+    try:
+        ours = load_doc(RunInfo, local / RUN_JSON)
+    except FormatError as err:  # no run.json (NotARunError), or one that does not parse
+        return f"{local} holds files that are not known to be run {run_id} of {remote.display} ({err})"
+    if same_run(ours, theirs):
+        return None
+    return (f"{local} holds a different run with the same id: here {describe_run(ours)}, on {remote.display} "
+            f"{describe_run(theirs)}")
+
+
 def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
          only: Callable[[str], bool] | None = None, trust_previous: bool = False,
-         prune: bool = False, jobs: int = 4, progress: Progress | None = None) -> PullResult:
-    """Copy runs from ``remote`` into ``dest``: every file checked against its hash.
+         prune: bool = False, force: bool = False, jobs: int = 4, progress: Progress | None = None) -> PullResult:
+    """Copy runs from ``remote`` into ``dest``: every file checked against its size and hash.
 
     Paths come only from validated manifest entries and are resolved inside the
     run's directory; a hostile manifest cannot write outside ``dest``. ``only``
-    selects run-relative paths (e.g. documents only). ``trust_previous`` skips a
-    file that the previous pull's manifest names with the same hash and that has
-    the same size (a cache runsync alone writes); ``prune`` removes files of the
-    local copy that the manifest no longer names (parts merged away). ``jobs``
-    runs, and as many files, are fetched at a time.
+    selects run-relative paths (e.g. documents only; run.json always comes, first).
+    ``trust_previous`` skips a file that the previous pull's manifest names with
+    the same hash and that has the same size (a cache runsync alone writes);
+    ``prune`` removes files of the local copy that the manifest no longer names
+    (parts merged away). A local directory holding a different run under the same
+    id (spec §12.6) fails that run and is left as it was, unless ``force``: then it
+    is replaced whole, in one rename, by a copy pulled beside it. ``jobs`` runs,
+    and as many files, are fetched at a time.
     """
     res = PullResult()
     dest = dest.resolve()
@@ -112,31 +179,37 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
         def landed() -> None:
             res.files += 1
             res.bytes += size
+        src = _source_of(remote, run_id, rel, sha)
+        remote.refuse_link(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         with in_flight(res, lock, landed) as progress, temporary(target) as tmp:
-            remote.download(_source_of(remote, run_id, rel, sha), str(tmp), progress=progress)
-            got = _sha_of_local(tmp)
-            if got != sha:
-                raise CorruptFileError(f"{rel}: content hash {got} does not match manifest {sha}", remote.display)
+            remote.download(src, str(tmp), progress=progress)
+            got = _digest_local(tmp) or ("", 0)
+            if got != (sha, size):
+                raise CorruptFileError(f"{rel}: content (sha256 {got[0]}, {got[1]} bytes) does not match the "
+                                       f"manifest (sha256 {sha}, {size} bytes)", f"{remote.display}/{src}")
             os.replace(tmp, target)
 
-    def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
-        run_dir = dest / run_id
+    def fill(run_id: str, m: Manifest, run_dir: Path, files: ThreadPoolExecutor) -> bool:
+        """Bring ``run_dir`` to the manifest's state, run.json first (so that any directory a pull wrote
+        in says which run its files belong to); whether anything was fetched."""
         before = _previous(run_dir) if trust_previous else {}
         todo: list[Future[None]] = []
         skipped = 0
         try:
-            for rel, e in sorted(m.files.items()):
-                if only is not None and not only(rel):
+            for rel, e in sorted(m.files.items(), key=lambda item: item[0] != RUN_JSON):
+                if only is not None and not only(rel) and rel != RUN_JSON:
                     continue
                 target = (run_dir / check_rel_path(rel)).resolve()
                 if not target.is_relative_to(run_dir.resolve()):
                     raise CorruptFileError(f"manifest path {rel!r} escapes the run directory", remote.display)
                 if (before.get(rel) == (e.sha256, e.size) and _size(target) == e.size) or \
-                        _sha_of_local(target) == e.sha256:
+                        _digest_local(target) == (e.sha256, e.size):
                     skipped += 1
                     continue
                 todo.append(files.submit(fetch, run_id, rel, e.sha256, e.size, target))
+                if rel == RUN_JSON:
+                    todo[-1].result()  # landed before any other file is written
         finally:
             wait(todo)  # a run failing here leaves no download running behind it
         with lock:
@@ -146,10 +219,40 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
         if prune:
             _prune(run_dir, set(m.files))
         (run_dir / MANIFEST).write_bytes(m.to_bytes())
-        return "pulled" if todo else "up to date"
+        return bool(todo)
+
+    def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
+        if RUN_JSON not in m.files:
+            raise CorruptFileError(f"manifest names no {RUN_JSON}: not a pushed run",
+                                   f"{remote.display}/{run_id}/{MANIFEST}")
+        local = dest / run_id
+        conflict = _conflict(remote, run_id, m, local)
+        if conflict is None:
+            return "pulled" if fill(run_id, m, local, files) else "up to date"
+        if not force:
+            raise RunConflictError(f"{conflict}. Nothing was changed. Pull into another directory, or pass --force "
+                                   "to replace the local run whole with the remote one (its files the remote "
+                                   "manifest does not list are removed).")
+        staged = dest / ".runsync" / "pull" / f"{run_id}.{secrets.token_hex(4)}"
+        try:
+            fill(run_id, m, staged, files)
+            _replace_dir(staged, local)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        return "replaced"
 
     _each_run(remote, run_ids, jobs, res, progress, work)
     return res
+
+
+def _replace_dir(new: Path, old: Path) -> None:
+    """Put the directory ``new`` where ``old`` is: never a mix of the two (a crash between the renames
+    leaves the old run beside, under ``.runsync/pull/``, and no run at ``old``)."""
+    aside = new.with_name(new.name + ".old")
+    if old.exists() or old.is_symlink():
+        os.rename(old, aside)
+    os.rename(new, old)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _size(path: Path) -> int | None:
@@ -192,22 +295,23 @@ def verify(remote: Remote, run_ids: list[str] | None = None, *, jobs: int = 4,
     res = VerifyResult()
     lock = threading.Lock()
 
-    def check(run_id: str, rel: str, sha: str) -> str | None:
-        """"missing", "corrupt" or None (good) for one manifest entry."""
-        places = [_source_of(remote, run_id, rel, sha)]
+    def check(run_id: str, rel: str, e: FileEntry) -> str | None:
+        """"missing", "corrupt" (hash or size differ) or None (good) for one manifest entry."""
+        places = [_source_of(remote, run_id, rel, e.sha256)]
         if is_replaced(rel):  # and the run-path copy direct readers use (spec §12.1.2)
             places.append(f"{run_id}/{rel}")
         for src in dict.fromkeys(places):
-            got = remote.sha256(src)
+            remote.refuse_link(src)
+            got = remote.digest(src)
             if got is None:
                 return "missing"
-            if got != sha:
+            if got != (e.sha256, e.size):
                 return "corrupt"
         return None
 
     def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
         entries = sorted(m.files.items())
-        found = list(files.map(lambda item: check(run_id, item[0], item[1].sha256), entries))
+        found = list(files.map(lambda item: check(run_id, *item), entries))
         with lock:
             res.files += len(entries)
             res.missing += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == "missing"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..format.errors import FormatError
+from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import RUN_JSON, RunLayout
 from ..format.manifest import (
     MANIFEST,
@@ -37,14 +37,13 @@ from ..format.manifest import (
 from ..format.meta import RunInfo, load_doc
 from .errors import RemoteError
 from .pools import Progress, each_run, in_flight
-from .remote import Remote
+from .remote import Remote, RemoteError, RemoteSetupError
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
 
 __all__ = ["PushOptions", "PushResult", "push", "Progress"]
 
 _OBJECT_RE = re.compile(r"^files/sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
-_LIST_FROM = 8  # runs without a record of their last push from which listing the remote once pays
 _SMALL = 1 << 20  # files up to this size are read once, hashed and sent from memory
 
 
@@ -101,13 +100,28 @@ class _Pusher:
         self.lock = threading.Lock()
         self.blobs_known: set[str] = set()
         self.blob_locks: dict[str, threading.Lock] = {}
-        self.remote_ids: set[str] | None = None  # run directories on the remote, when listed once
+        self.remote_ids: set[str] | None = None  # run directories on the remote, listed once per push
+        self.damaged: set[str] = set()  # runs whose remote manifest does not parse (--verify rewrites it)
 
     def run(self) -> PushResult:
         t0 = time.monotonic()
         runs = [r for r in find_runs(self.src) if _selected(r.name, self.opts)]
         self.result.runs = len(runs)
-        # Unchanged runs are recognised here, by stat() alone: no thread, no network.
+        if runs and not self.opts.verify:
+            # One listing of the remote root (one request on an object store): a run whose directory is gone
+            # from the remote is pushed again, whatever the local sync state says (spec §12.5). --verify
+            # reads every run's manifest anyway.
+            try:
+                self.remote_ids = set(self.remote.listdir())
+            except RemoteSetupError:
+                raise
+            except RemoteError as e:  # the remote cannot be read now: no run can be pushed, each says why
+                for run_dir in runs:
+                    self.result.failures.append((run_dir.name, str(e)))
+                    self.progress(run_dir.name, "failed", self.result)
+                self.result.seconds = time.monotonic() - t0
+                return self.result
+        # Unchanged runs are recognised here, by stat() alone and that listing: no thread, no other request.
         todo: list[tuple[Path, list[LocalFile], list[tuple[str, int, int, int]]]] = []
         for run_dir in runs:
             try:
@@ -117,15 +131,12 @@ class _Pusher:
                 self.progress(run_dir.name, "failed", self.result)
                 continue
             stats = file_stats(files)
-            if not self.opts.verify and self.state.unchanged(run_dir.name, stats):
+            listed = self.remote_ids is not None and run_dir.name in self.remote_ids
+            if listed and self.state.unchanged(run_dir.name, stats):
                 self.result.skipped += 1
                 self.progress(run_dir.name, "unchanged", self.result)
                 continue
             todo.append((run_dir, files, stats))
-        unknown = sum(1 for r, _f, _s in todo if not self.state.committed(r.name))
-        if unknown >= _LIST_FROM and not self.opts.verify and not self.opts.dry_run:
-            # One listing instead of a manifest probe per run (a HEAD and a LIST each on S3).
-            self.remote_ids = set(self.remote.listdir())
         # Outcomes: "pushed" (something committed), "checked" (looked at, nothing to send); "unchanged"
         # (recognised by stat alone) and "failed" were told above.
         work = {run_dir.name: (run_dir, files, stats) for run_dir, files, stats in todo}
@@ -146,7 +157,7 @@ class _Pusher:
         mpath = run_dir / MANIFEST
         if mpath.is_file():
             have = {f.rel for f in files}
-            for rel, e in parse_manifest(mpath.read_bytes(), str(mpath)).files.items():
+            for rel, e in parse_manifest(mpath.read_bytes(), str(mpath), run_dir.name).files.items():
                 if rel not in have and is_blob(rel):
                     p = self.src / blob_path(e.sha256)
                     st = p.stat()
@@ -166,6 +177,7 @@ class _Pusher:
         for st in RunLayout(run_dir).streams():
             stream_state(st)
         old, trusted = self._remote_manifest(run_id)
+        repair = run_id in self.damaged  # --verify: what the damaged manifest said is unknown; check each file
         # A run's first commit: its replaced documents go straight to their run paths, before the
         # manifest, without blob copies (nothing committed can be invalidated yet; spec §12.1.2).
         first = not old and not self.opts.verify
@@ -184,7 +196,7 @@ class _Pusher:
             if is_replaced(f.rel) and data is not None and (not unchanged or self._stale_copy(run_id, f.rel, sha, size,
                                                                                                 trusted)):
                 refresh.append((f.rel, data))  # the run-path copy, rewritten after the commit
-            if unchanged and not (self.opts.verify and not self._present(run_id, f.rel, sha, size)):
+            if (unchanged or repair) and not (self.opts.verify and not self._present(run_id, f.rel, sha, size)):
                 continue
             sends.append(pool.submit(self._send, run_id, f, data, sha, size))
         wait(sends)  # every file is there (or failed) before anything else happens
@@ -223,15 +235,23 @@ class _Pusher:
         Untrusted (read from the remote): an earlier push may have died between
         the commit and refreshing run-path copies, so those are checked.
         """
+        if self.remote_ids is not None and run_id not in self.remote_ids:
+            return {}, False  # not on the remote when this push began (whatever the local state says)
         committed = None if self.opts.verify else self.state.committed(run_id)
         if committed and self.state.trusted(run_id):
             return {p: (int(v[0]), str(v[1])) for p, v in committed.items()}, True
-        if self.remote_ids is not None and run_id not in self.remote_ids:
-            return {}, False  # not on the remote when this push began
         raw = self.remote.read(f"{run_id}/{MANIFEST}")
         if raw is None:
             return {}, False
-        m = parse_manifest(raw, f"{self.remote.display}/{run_id}/{MANIFEST}")
+        try:
+            m = parse_manifest(raw, f"{self.remote.display}/{run_id}/{MANIFEST}", run_id)
+        except CorruptFileError as e:
+            if not self.opts.verify:
+                raise CorruptFileError(f"{e} (`runsync push --verify SRC REMOTE` rewrites it from the source "
+                                       "runs)") from None
+            with self.lock:  # damaged: rewritten from the source, every file checked (spec §12.3)
+                self.damaged.add(run_id)
+            return {}, False
         return {p: (e.size, e.sha256) for p, e in m.files.items()}, False
 
     def _stale_copy(self, run_id: str, rel: str, sha: str, size: int, trusted: bool) -> bool:

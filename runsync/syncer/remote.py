@@ -311,6 +311,10 @@ class Remote:
                 entries = self.fs.ls(target, detail=False)
             except FileNotFoundError:
                 return []
+            finally:
+                # and none left behind: s3fs lists the parent (the bucket) when a prefix is empty, and that
+                # cached listing would later hide the prefix this push creates from exists() (check_root)
+                self.fs.invalidate_cache(target)
             return sorted({str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries})
         return self._run(f"list {rel or '/'}", op)
 
@@ -393,17 +397,38 @@ class Remote:
 
     def sha256(self, rel: str) -> str | None:
         """Content hash of a remote file (downloads it), or None if absent."""
+        got = self.digest(rel)
+        return None if got is None else got[0]
+
+    def digest(self, rel: str) -> tuple[str, int] | None:
+        """(content hash, size) of a remote file, from one read of it; None if absent."""
         from ..format.manifest import sha256_file
 
-        def op() -> str | None:
+        def op() -> tuple[str, int] | None:
             try:
                 # HTTP: one streamed GET (a server without Range support cannot serve blocks)
                 kw = {"block_size": 0} if self.read_only else {}
                 with self.open(rel, **kw) as f:
-                    return sha256_file(f)[0]
+                    return sha256_file(f)
             except FileNotFoundError:
                 return None
         return self._run(f"hash {rel}", op)
+
+    def refuse_link(self, rel: str) -> None:
+        """On a local-path remote, refuse ``rel`` if it or a directory above it (below the root) is a
+        symbolic link: a pushed copy holds none, and following one would read files outside the remote
+        (spec §12.6). Other backends have no links to follow."""
+        if not self.local:
+            return
+        path = self.root
+        for part in rel.split("/"):
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                from ..format.errors import CorruptFileError
+
+                raise CorruptFileError(f"{rel}: {os.path.relpath(path, self.root)} is a symbolic link; runsync "
+                                       "does not follow links in a remote (replace it with the file itself)",
+                                       self.display)
 
     def remove(self, rel: str) -> None:
         def op() -> None:
