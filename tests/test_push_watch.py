@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -149,18 +150,26 @@ def test_s3_outage_is_one_line_down_and_one_line_back(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", TRAIN, str(src), "0.3"], env=_env(), check=True, timeout=120)
     server = _moto(port)
     daemon = _daemon(src, "s3://watch/runs", env=env)
+    lines: list[str] = []
+    assert daemon.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(daemon.stderr.readline, "")), daemon=True)
+    reader.start()
     opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
     try:
         _wait(lambda: _rows("s3://watch/runs/live1/history", storage_options=opts), 60, "the first push to S3")
         server.terminate()
         server.wait(30)
-        time.sleep(4)  # several failing passes
+        _wait(lambda: any("unreachable" in ln for ln in lines), 90, "the daemon to notice the outage")
+        time.sleep(2)  # more failing passes: still one line
         server = _moto(port)  # back, but empty: the daemon pushes the run again
         _wait(lambda: _rows("s3://watch/runs/live1/history", storage_options=opts), 90, "the push after the outage")
     finally:
-        _out, err = _stop(daemon)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0
+        reader.join(10)
         server.terminate()
         server.wait(30)
+    err = "".join(lines)
     down = [ln for ln in err.splitlines() if "unreachable" in ln]
     back = [ln for ln in err.splitlines() if "reachable again" in ln]
     assert len(down) == 1 and len(back) == 1, err
