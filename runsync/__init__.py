@@ -17,6 +17,7 @@ from .format.errors import (
     StreamClaimedError,
     UnsupportedVersionError,
 )
+from ._remote_hook import install as _install_fetchers
 from .format.version import FORMAT_VERSION
 
 if TYPE_CHECKING:
@@ -70,6 +71,23 @@ __all__ = [
     "ForkedRunError",
     "LogValueError",
 ]
+
+
+def _fetch_runs(*args: Any, **kwargs: Any) -> Any:
+    from .syncer.cache import fetch_runs
+
+    return fetch_runs(*args, **kwargs)
+
+
+def _fetch_run(*args: Any, **kwargs: Any) -> Any:
+    from .syncer.cache import fetch_run
+
+    return fetch_run(*args, **kwargs)
+
+
+# The reader opens remote URLs through the syncer's verified cache without importing the syncer
+# (layering, README); nothing is imported until a URL is read.
+_install_fetchers(_fetch_runs, _fetch_run)
 
 
 def __getattr__(name: str) -> Any:
