@@ -31,7 +31,7 @@ from ..format.manifest import (
     stored_at,
 )
 from ..format.version import FORMAT_VERSION, check_version
-from .push import PushOptions, PushResult, _selected
+from .push import PushOptions, PushResult, run_selected
 from .remote import Remote
 from .source import file_stats, find_runs, run_files
 from .state import SyncState
@@ -67,7 +67,7 @@ def make_bundle(src: Path, out: Path, opts: PushOptions | None = None) -> Bundle
     index: dict[str, Any] = {"format": FORMAT_VERSION, "created": time.time(), "runs": {}}
     carried: list[tuple[str, str, str, int]] = []  # (run, rel, path, size)
     for run_dir in find_runs(src):
-        if not _selected(run_dir.name, opts):
+        if not run_selected(run_dir.name, opts):
             continue
         files = run_files(run_dir)
         stats = file_stats(files)

@@ -82,7 +82,7 @@ class PushResult:
                 "failures": [{"run": r, "error": e} for r, e in self.failures]}
 
 
-def _selected(run_id: str, opts: PushOptions) -> bool:
+def run_selected(run_id: str, opts: PushOptions) -> bool:
     exclude = list(opts.exclude) + [g for g in os.environ.get("RUNSYNC_IGNORE_GLOBS", "").split(",") if g.strip()]
     if opts.include and not any(fnmatch.fnmatch(run_id, g) for g in opts.include):
         return False
@@ -105,7 +105,7 @@ class _Pusher:
 
     def run(self) -> PushResult:
         t0 = time.monotonic()
-        runs = [r for r in find_runs(self.src) if _selected(r.name, self.opts)]
+        runs = [r for r in find_runs(self.src) if run_selected(r.name, self.opts)]
         self.result.runs = len(runs)
         if runs and not self.opts.verify:
             # One listing of the remote root (one request on an object store): a run whose directory is gone
