@@ -41,7 +41,7 @@ from .remote import Remote, RemoteError, RemoteSetupError
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
 
-__all__ = ["PushOptions", "PushResult", "push", "Progress"]
+__all__ = ["PushOptions", "PushResult", "PushStopped", "push", "run_selected", "Progress"]
 
 _OBJECT_RE = re.compile(r"^files/sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
 _SMALL = 1 << 20  # files up to this size are read once, hashed and sent from memory
