@@ -47,7 +47,7 @@ class _Progress:
             self.done += 1
             if self.tty:
                 self._draw()
-            else:
+            elif outcome != "unchanged":  # off a terminal, only what changed or failed (a log of 200 no-ops is noise)
                 said = "would push" if self.dry_run and outcome == "pushed" else self._SAY.get(outcome, outcome)
                 print(f"runsync: {run} {said} ({self._line(res)})", file=sys.stderr)
 
@@ -132,7 +132,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     verb = "would send" if args.dry_run else "sent"
-    return _report(args, res, f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged): {verb} "
+    failed = f", {len(res.failures)} failed" if res.failures else ""
+    return _report(args, res, f"{res.runs} runs ({res.runs_pushed} updated, {res.skipped} unchanged{failed}): {verb} "
                    f"{res.files_sent} files, {human(res.bytes_sent)}; {human(res.bytes_deduplicated)} already on "
                    f"{remote.display}; {res.seconds:.1f} s")
 

@@ -16,11 +16,29 @@ from typing import Any
 
 from ..format.atomic import write_atomic
 
-__all__ = ["SyncState"]
+__all__ = ["SyncState", "remote_key"]
+
+
+def remote_key(remote_display: str) -> str:
+    """The remote as sync state names it: one name however the user spelled it (issue 13 §2).
+
+    A local path or ``file://`` URL becomes its absolute, normalised path (``remote``, ``./remote``,
+    ``remote/``, ``/abs/remote`` and ``file:///abs/remote`` are one remote); a URL loses trailing
+    slashes and its scheme's case. ``remote_display`` holds no credentials (``Remote.display``).
+    """
+    s = remote_display.strip()
+    if s.startswith("file://"):
+        s = s[len("file://"):]
+    elif "://" in s:
+        scheme, _, rest = s.partition("://")
+        return f"{scheme.lower()}://{rest.rstrip('/')}"
+    return os.path.realpath(os.path.expanduser(s))
 
 
 class SyncState:
     def __init__(self, src_root: Path, remote_display: str) -> None:
+        # "bundle:" and such name no remote: kept as they are
+        remote_display = remote_display if remote_display.endswith(":") else remote_key(remote_display)
         key = hashlib.sha256(remote_display.encode()).hexdigest()[:16]
         self.path = src_root / ".runsync" / "sync" / f"{key}.json"
         self.remote = remote_display

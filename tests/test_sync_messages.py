@@ -1,0 +1,57 @@
+"""Sync messages a person can act on (issue 13 §2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import runsync
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSYNC_")}
+    return subprocess.run([sys.executable, "-m", "runsync", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=120)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for _ in range(3):
+        run = runsync.init(dir=tmp_path / "runs")
+        run.log({"a": 1.0})
+        run.finish()
+    return tmp_path
+
+
+def test_status_knows_the_remote_however_it_is_spelled(tree: Path) -> None:
+    assert _cli("push", "runs", "remote", "-q", cwd=tree).returncode == 0
+    for spelling in ("remote", "./remote", "remote/", str(tree / "remote"), f"file://{tree / 'remote'}"):
+        r = _cli("status", "runs", spelling, cwd=tree)
+        assert r.returncode == 0, r.stderr
+        assert "never pushed" not in r.stdout, (spelling, r.stdout)
+        assert r.stdout.count("up to date") == 3, (spelling, r.stdout)
+    # and a push under another spelling is a no-op push, not a re-hash of everything
+    r = _cli("push", "runs", f"file://{tree / 'remote'}/", cwd=tree)
+    assert "3 runs (0 updated, 3 unchanged)" in r.stdout, r.stdout
+
+
+def test_a_no_op_push_off_a_terminal_prints_only_the_summary(tree: Path) -> None:
+    assert _cli("push", "runs", "remote", "-q", cwd=tree).returncode == 0
+    r = _cli("push", "runs", "remote", cwd=tree)
+    assert r.returncode == 0
+    assert "unchanged" not in r.stderr, r.stderr  # no line per unchanged run
+    assert r.stdout.startswith("3 runs (0 updated, 3 unchanged)")
+
+
+def test_the_summary_counts_failed_runs(tree: Path) -> None:
+    bad = tree / "runs" / "broken1"
+    bad.mkdir()
+    (bad / "run.json").write_text("{not json")
+    r = _cli("push", "runs", "remote", cwd=tree)
+    assert r.returncode == 1
+    assert "4 runs (3 updated, 0 unchanged, 1 failed)" in r.stdout, r.stdout
+    assert "FAILED broken1" in r.stderr
