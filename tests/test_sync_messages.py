@@ -55,3 +55,13 @@ def test_the_summary_counts_failed_runs(tree: Path) -> None:
     assert r.returncode == 1
     assert "4 runs (3 updated, 0 unchanged, 1 failed)" in r.stdout, r.stdout
     assert "FAILED broken1" in r.stderr
+
+
+def test_show_latest_without_a_runs_directory_says_so(tmp_path: Path) -> None:
+    r = _cli("show", "latest", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "there is no runs directory" in r.stderr and "--dir" in r.stderr and "RUNSYNC_DIR" in r.stderr
+    assert "Traceback" not in r.stderr
+    (tmp_path / "runs").mkdir()
+    r = _cli("show", "latest", cwd=tmp_path)
+    assert r.returncode == 1 and "no runs under" in r.stderr

@@ -184,4 +184,9 @@ def find_run(ref: str, root: str | Path | None = None) -> Path:
         return matches[0]
     if len(matches) > 1:
         raise FormatError(f"several runs are named {ref!r}: {', '.join(m.name for m in matches)}; use the id")
+    if not base.is_dir():
+        raise FormatError(f"there is no runs directory {base}: pass --dir DIR (or set RUNSYNC_DIR) to read "
+                          "runs elsewhere, or give the run's directory")
+    if not dirs:
+        raise FormatError(f"no runs under {base} yet; pass --dir DIR (or set RUNSYNC_DIR) to read runs elsewhere")
     raise FormatError(f"no run {ref!r} under {base} (give a run directory, an id, a name, or 'latest')")
