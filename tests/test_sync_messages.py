@@ -65,3 +65,16 @@ def test_show_latest_without_a_runs_directory_says_so(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
     r = _cli("show", "latest", cwd=tmp_path)
     assert r.returncode == 1 and "no runs under" in r.stderr
+
+
+def test_s3_without_credentials_fails_at_once_saying_how_to_give_them(tree: Path) -> None:
+    pytest.importorskip("s3fs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSYNC_", "AWS_"))}
+    env["HOME"] = str(tree)  # no ~/.aws
+    r = subprocess.run([sys.executable, "-m", "runsync", "push", "runs", "s3://nobucket/x"], capture_output=True,
+                       text=True, cwd=tree, env=env, timeout=120)
+    assert r.returncode == 1
+    err = r.stderr
+    assert "no AWS credentials found" in err and "AWS_ACCESS_KEY_ID" in err and "AWS_PROFILE" in err
+    assert "-o key=" in err and "Traceback" not in err and "NoCredentialsError" not in err
+    assert not (tree / "runs" / ".runsync").exists() or "nobucket" not in str(list((tree / "runs").rglob("*")))

@@ -34,7 +34,37 @@ def connect_options(protocol: str, display: str, options: dict[str, Any],
         return _known_hosts(protocol, display)
     if protocol in ("gs", "gcs") and "token" not in options:
         return _google_service_account(display, options, retried)
+    if protocol in ("s3", "s3a"):
+        _aws_credentials(display, options)
     return {}
+
+
+_AWS_WAYS = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys); "
+             "or put a profile in ~/.aws/credentials or ~/.aws/config and select it with AWS_PROFILE; "
+             "or pass -o key=ACCESS_KEY -o secret=SECRET_KEY (visible in your shell history); "
+             "or -o anon=true for a public bucket")
+
+
+def _aws_credentials(display: str, options: dict[str, Any]) -> None:
+    """Fail at once, saying how to give credentials, when S3 has none (botocore would look for them in
+    the instance metadata service for seconds, then fail with 'Unable to locate credentials')."""
+    if options.get("anon") or options.get("key") or options.get("profile") or options.get("session"):
+        return
+    try:
+        import botocore.session
+    except ImportError:
+        return  # s3fs is missing: the remote's setup says which extra to install
+    session = botocore.session.get_session()
+    # an instance role on a cloud VM is a valid source: ask the metadata service once, briefly
+    session.set_config_variable("metadata_service_timeout", 1)
+    session.set_config_variable("metadata_service_num_attempts", 1)
+    try:
+        creds = session.get_credentials()
+    except Exception as e:  # a broken ~/.aws/config, an unknown AWS_PROFILE
+        raise RemoteSetupError(f"{display}: cannot read AWS credentials ({type(e).__name__}: {e}); {_AWS_WAYS}") \
+            from None
+    if creds is None:
+        raise RemoteSetupError(f"{display}: no AWS credentials found; {_AWS_WAYS}")
 
 
 def _known_hosts(protocol: str, display: str) -> dict[str, Any]:
