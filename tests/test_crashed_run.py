@@ -24,11 +24,12 @@ from typing import Any
 import pandas as pd
 import pytest
 from sync_s3server import moto_s3
-from sync_util import all_paths, remote_files, source_files, tree_hashes
+from sync_util import all_paths, remote_files, sha_file, source_files, tree_hashes
 from test_crash import Children, child_config, children, new_ack_file  # noqa: F401 (fixture)
 
 import runsync
 from runsync.cli import main as cli_main
+from runsync.format import history
 from runsync.format.manifest import MANIFEST
 from runsync.format.meta import State
 from runsync.reader import index
@@ -40,6 +41,7 @@ STEPS = 601
 # No part before the kill: every row is in the tail. Default segment size (16 MiB, preallocated).
 CHILD_SETTINGS = {"flush_interval": 0.05, "part_interval": 3600.0}
 WAL = re.compile(r"(^|/)wal\.[0-9]{6}\.[0-9]{6}$")
+TAIL_PART = f"history/main.{0:012d}-{STEPS - 1:012d}.parquet"  # what recovery names the tail's part (§8.5)
 
 
 def crash(root: Path, tmp: Path, children: Children, run_id: str = "crashed1", end: str = "hang") -> int:
@@ -55,6 +57,14 @@ def crash(root: Path, tmp: Path, children: Children, run_id: str = "crashed1", e
     acked = child.kill9()
     assert acked == STEPS
     return acked
+
+
+def resume(root: Path, run_id: str, steps: int = 20) -> None:
+    """Resume ``run_id`` in this process (recovering its tail) and log ``steps`` more calls like the child's."""
+    run = runsync.init(dir=root, id=run_id, resume=True)
+    for i in range(run.step, run.step + steps):
+        run.log({"i": i, "x": i * 0.5, "s": f"v{i}"})
+    run.finish()
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str]:
@@ -150,7 +160,7 @@ def check_crashed_push(crashed: Path, tmp_path: Path, children: Children, url: s
     assert not [p for p in paths if WAL.search(p)], paths
     manifest = json.loads(remote.read(f"crashed1/{MANIFEST}") or b"{}")
     assert not [p for p in manifest["files"] if WAL.search(p)]
-    assert f"history/main.{0:012d}-{STEPS - 1:012d}.parquet" in manifest["files"]  # recovery's [lo, hi] name
+    assert TAIL_PART in manifest["files"]  # recovery's [lo, hi] name
 
     # Stock readers, default arguments: every acknowledged row (3 keys per call).
     df = read_stock(url, "crashed1", storage_options)
@@ -181,10 +191,9 @@ def check_crashed_push(crashed: Path, tmp_path: Path, children: Children, url: s
     assert again.skipped == 1 and again.files_sent == 0
 
     # Resumed locally (recovery writes the same part), then pushed: the remote converges to the recovered run.
-    run = runsync.init(dir=root, id="crashed1", resume=True)
-    for i in range(STEPS, STEPS + 20):
-        run.log({"i": i, "x": i * 0.5, "s": f"v{i}"})
-    run.finish()
+    pushed_part = manifest["files"][TAIL_PART]["sha256"]
+    resume(root, "crashed1")
+    assert sha_file(crashed / TAIL_PART) == pushed_part  # recovery wrote the very part the pusher built
     res = push(root, remote)
     assert res.failures == [] and res.runs_pushed == 1
     assert verify(remote).ok
@@ -200,6 +209,29 @@ def check_crashed_push(crashed: Path, tmp_path: Path, children: Children, url: s
 
 def test_push_crashed_run_to_a_local_path(crashed: Path, tmp_path: Path, children: Children) -> None:  # noqa: F811
     check_crashed_push(crashed, tmp_path, children, str(tmp_path / "remote"), None)
+    # The pulled crashed copy (status 'crashed', no WAL) resumes like any crashed run.
+    pulled = tmp_path / "pulled"
+    resume(pulled, "crashed1", steps=5)
+    back = runsync.open_run(pulled / "crashed1")
+    assert back.status == State.FINISHED and len(back.history()) == STEPS + 5
+
+
+def test_recovered_part_whose_bytes_differ_replaces_the_pushed_one(crashed: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same name, other bytes (say, another pyarrow wrote the recovery): the hash comparison sends it again."""
+    root = crashed.parent
+    remote = Remote(str(tmp_path / "remote"))
+    assert push(root, remote).failures == []
+    pushed = json.loads(remote.read(f"crashed1/{MANIFEST}") or b"{}")["files"][TAIL_PART]["sha256"]
+    monkeypatch.setattr(history, "_WRITE_OPTS", dict(history._WRITE_OPTS, compression="gzip"))
+    resume(root, "crashed1")
+    assert sha_file(crashed / TAIL_PART) != pushed
+    res = push(root, remote)
+    assert res.failures == [] and res.runs_pushed == 1 and verify(remote).ok
+    manifest = json.loads(remote.read(f"crashed1/{MANIFEST}") or b"{}")
+    assert {p: e["sha256"] for p, e in manifest["files"].items()} == source_files(crashed)
+    assert sha_file(tmp_path / "remote" / "crashed1" / TAIL_PART) == sha_file(crashed / TAIL_PART)
+    assert len(pd.read_parquet(tmp_path / "remote" / "crashed1" / "history")) == 3 * (STEPS + 20)
 
 
 def test_push_crashed_run_to_s3(crashed: Path, tmp_path: Path, children: Children) -> None:  # noqa: F811
