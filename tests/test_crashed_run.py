@@ -44,7 +44,8 @@ WAL = re.compile(r"(^|/)wal\.[0-9]{6}\.[0-9]{6}$")
 TAIL_PART = f"history/main.{0:012d}-{STEPS - 1:012d}.parquet"  # what recovery names the tail's part (§8.5)
 
 
-def crash(root: Path, tmp: Path, children: Children, run_id: str = "crashed1", end: str = "hang") -> int:
+def crash(root: Path, tmp: Path, children: Children, run_id: str = "crashed1",  # noqa: F811
+          end: str = "hang") -> int:
     """Run the child until it logged STEPS calls; SIGKILL it (``end="hang"``) or let it finish. Calls logged."""
     cfg = child_config(root, run_id, new_ack_file(tmp / f"{run_id}.ack"), kind="str", count=STEPS, end=end,
                        settings=dict(CHILD_SETTINGS))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -67,11 +69,8 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
     # which META records to re-apply (SummaryDoc/ConfigDoc.apply), never which
     # rows are already stored (spec §8.5).
     covered = h.max_seq
-    for doc_cls, path in ((SummaryDoc, stream.summary), (ConfigDoc, stream.config)):
-        try:
-            h.max_seq = max(h.max_seq, load_doc(doc_cls, path).applied_seq)
-        except FileNotFoundError:
-            pass
+    for applied in (_applied_seq(SummaryDoc, stream.summary), _applied_seq(ConfigDoc, stream.config)):
+        h.max_seq = max(h.max_seq, applied)
     for inc in h.incarnations:
         c = load_doc(Claim, stream.claim(inc))
         tail = read_tail(stream, inc, covered, c.time_floor, same_boot=c.boot_id == host_identity()[1])
@@ -83,6 +82,16 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
                     h.max_step = max(h.max_step, int(steps.max()))
                     h.max_time = max(h.max_time, float(times.max()))
     return h
+
+
+_Doc = TypeVar("_Doc", SummaryDoc, ConfigDoc)
+
+
+def _applied_seq(cls: type[_Doc], path: Path) -> int:
+    try:
+        return load_doc(cls, path).applied_seq
+    except FileNotFoundError:
+        return -1
 
 
 def recovery_steps(stream: str, history: StreamHistory, summary: SummaryDoc,

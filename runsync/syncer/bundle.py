@@ -34,8 +34,9 @@ from ..format.manifest import (
 from ..format.version import FORMAT_VERSION, check_version
 from .push import PushOptions, PushResult, _selected
 from .remote import Remote
-from .source import LocalFile, file_stats, find_runs, run_files, shipped_files
+from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
+from .tails import shipped_files
 
 __all__ = ["BUNDLE_INDEX", "make_bundle", "push_bundle", "BundleResult"]
 

@@ -36,8 +36,9 @@ from ..format.manifest import (
 from ..format.meta import RunInfo, load_doc
 from .pools import Progress, each_run, in_flight
 from .remote import Remote
-from .source import LocalFile, file_stats, find_runs, run_files, shipped_files
+from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
+from .tails import shipped_files
 
 __all__ = ["PushOptions", "PushResult", "push", "Progress"]
 
