@@ -300,3 +300,24 @@ def test_crashed_system_substream_is_pushed_as_system_parts(tmp_path: Path) -> N
     assert back.status == State.CRASHED
     pd.testing.assert_frame_equal(back.system(), local.system())
     pd.testing.assert_frame_equal(back.history(), local.history())
+
+
+def test_remote_wal_from_an_earlier_push_is_replaced_by_parts(crashed: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote that a pre-1.3 pusher gave WAL segments: the next push sends the part and removes them."""
+    import contextlib
+    import importlib
+
+    push_mod = importlib.import_module("runsync.syncer.push")
+
+    root = crashed.parent
+    remote = Remote(str(tmp_path / "remote"))
+    with monkeypatch.context() as m:  # the earlier pusher: the dead writer's segments as they are
+        m.setattr(push_mod, "shipped_files", lambda run_dir, files: contextlib.nullcontext(files))
+        assert push(root, remote).failures == []
+    assert list((tmp_path / "remote" / "crashed1" / "streams" / "main").glob("wal.*"))
+    res = push(root, remote)
+    assert res.failures == [] and res.runs_pushed == 1 and res.skipped == 0
+    assert not [p for p in (tmp_path / "remote").rglob("*") if WAL.search(p.name)]
+    assert verify(remote).ok and len(pd.read_parquet(tmp_path / "remote" / "crashed1" / "history")) == 3 * STEPS
+    assert push(root, remote).skipped == 1  # and from then on it is unchanged
