@@ -208,8 +208,16 @@ def check_crashed_push(crashed: Path, tmp_path: Path, children: Children, url: s
     assert tree_hashes(tmp_path / "pulled2" / "crashed1", skip=lambda r: r == MANIFEST) == local
 
 
-def test_push_crashed_run_to_a_local_path(crashed: Path, tmp_path: Path, children: Children) -> None:  # noqa: F811
+def test_push_crashed_run_to_a_local_path(crashed: Path, tmp_path: Path, children: Children,  # noqa: F811
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     check_crashed_push(crashed, tmp_path, children, str(tmp_path / "remote"), None)
+    # The same through the CLI: verify says OK, pull gives the recovered run.
+    rc, out = cli(capsys, "verify", tmp_path / "remote")
+    assert rc == 0 and "OK" in out, out
+    rc, _ = cli(capsys, "pull", tmp_path / "remote", tmp_path / "pulled-cli")
+    assert rc == 0
+    pd.testing.assert_frame_equal(runsync.open_run(tmp_path / "pulled-cli" / "crashed1").history(),
+                                  runsync.open_run(crashed).history())
     # The pulled crashed copy (status 'crashed', no WAL) resumes like any crashed run.
     pulled = tmp_path / "pulled"
     resume(pulled, "crashed1", steps=5)
