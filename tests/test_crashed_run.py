@@ -329,3 +329,37 @@ def test_remote_wal_from_an_earlier_push_is_replaced_by_parts(crashed: Path, tmp
     assert not [p for p in (tmp_path / "remote").rglob("*") if WAL.search(p.name)]
     assert verify(remote).ok and len(pd.read_parquet(tmp_path / "remote" / "crashed1" / "history")) == 3 * STEPS
     assert push(root, remote).skipped == 1  # and from then on it is unchanged
+
+
+def test_live_stream_beside_a_crashed_one_ships_nothing_from_its_wal(tmp_path: Path,
+                                                                     children: Children) -> None:  # noqa: F811
+    """Per stream: the dead one's tail goes as a part; the live writer's WAL is neither sent nor built from."""
+    root = tmp_path / "runs"
+    cfg = child_config(root, "two", new_ack_file(tmp_path / "two.ack"), kind="str", count=STEPS, stream="a",
+                       settings=dict(CHILD_SETTINGS))
+    child = children.start(cfg, name="two")
+    child.wait_phase(2)
+    time.sleep(0.2)
+    assert child.kill9() == STEPS
+    run_dir = root / "two"
+    dead_files = tree_hashes(run_dir / "streams" / "a")
+    paused = runsync.Settings(flush_interval=3600.0, part_interval=3600.0, heartbeat_interval=3600.0,
+                              segment_size=1 << 16)
+    live = runsync.init(dir=root, id="two", stream="b", settings=paused)
+    try:
+        for i in range(30):
+            live.log({"b": float(i)})
+        assert list((run_dir / "streams" / "b").glob("wal.*"))
+        remote = Remote(str(tmp_path / "remote"))
+        assert push(root, remote).failures == []
+        assert tree_hashes(run_dir / "streams" / "a") == dead_files
+        got = tmp_path / "remote" / "two"
+        assert not [p for p in got.rglob("*") if WAL.search(p.name)]
+        assert sorted(p.name for p in (got / "history").glob("*.parquet")) == [f"a.{0:012d}-{STEPS - 1:012d}.parquet"]
+        assert json.loads((got / "streams" / "a" / "status.json").read_bytes())["state"] == "crashed"
+        assert json.loads((got / "streams" / "b" / "status.json").read_bytes())["state"] == "running"
+        assert verify(remote).ok
+    finally:
+        live.finish()
+    assert push(root, remote).failures == [] and verify(remote).ok
+    assert sorted(set(pd.read_parquet(tmp_path / "remote" / "two" / "history")["stream"])) == ["a", "b"]
