@@ -363,3 +363,29 @@ def test_live_stream_beside_a_crashed_one_ships_nothing_from_its_wal(tmp_path: P
         live.finish()
     assert push(root, remote).failures == [] and verify(remote).ok
     assert sorted(set(pd.read_parquet(tmp_path / "remote" / "two" / "history")["stream"])) == ["a", "b"]
+
+
+def test_writer_resuming_during_the_tail_read_is_not_committed(crashed: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that claims (and recovers) the stream while the pusher reads the tail: that push of the run
+    fails, commits nothing; the next push sends the recovered run (spec §12.4)."""
+    from runsync.format import recovery
+
+    real = recovery.scan_stream
+    resumed: list[bool] = []
+
+    def scan_then_resume(layout: Any, st: Any) -> Any:
+        h = real(layout, st)
+        if not resumed:  # a real writer resumes the run right after the pusher decoded the tail
+            resumed.append(True)
+            resume(crashed.parent, "crashed1", steps=3)
+        return h
+
+    monkeypatch.setattr(recovery, "scan_stream", scan_then_resume)
+    remote = Remote(str(tmp_path / "remote"))
+    res = push(crashed.parent, remote)
+    assert resumed and len(res.failures) == 1 and "claimed by a new writer" in res.failures[0][1]
+    assert remote.read(f"crashed1/{MANIFEST}") is None
+    res = push(crashed.parent, remote)
+    assert res.failures == [] and verify(remote).ok
+    assert len(pd.read_parquet(tmp_path / "remote" / "crashed1" / "history")) == 3 * (STEPS + 3)
