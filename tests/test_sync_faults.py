@@ -659,13 +659,15 @@ os._exit(0)
 """
 
 
-def test_crashed_run_wal_tail_is_pushed_and_reads_back(root: Path, tmp_path: Path) -> None:
+def test_crashed_run_wal_tail_is_pushed_as_a_part_and_reads_back(root: Path, tmp_path: Path) -> None:
+    """A dead writer's tail goes to the remote as the part recovery would write, never as WAL (spec §12.4)."""
     subprocess.run([sys.executable, "-c", CRASH_CHILD, str(root)], env=cli_env(), check=True, timeout=60)
     wal = sorted(p.name for p in (root / "run-crash" / "streams" / "main").glob("wal.*"))
     assert wal
     remote = Remote(str(tmp_path / "remote"))
     assert push(root, remote).failures == []
-    assert sorted(p.name for p in (tmp_path / "remote" / "run-crash" / "streams" / "main").glob("wal.*")) == wal
+    assert not list((tmp_path / "remote" / "run-crash" / "streams" / "main").glob("wal.*"))
+    assert len(pd.read_parquet(tmp_path / "remote" / "run-crash" / "history")) == 400 * 2
     assert pull(remote, tmp_path / "pulled").failures == []
     back = runsync.open_run(tmp_path / "pulled" / "run-crash")
     assert back.status == "crashed"

@@ -87,7 +87,9 @@ def stream_state(stream: StreamLayout, now: float | None = None) -> StreamState 
         status = None
     now = time.time() if now is None else now
     if status is not None and status.incarnation == inc:
-        if status.state in (State.FINISHED, State.FAILED):
+        # ``crashed`` is written only into pushed copies, for a dead writer whose tail the pusher turned
+        # into parts (spec §7.1, §12.4; since 1.3): as final as finished and failed.
+        if status.state in (State.FINISHED, State.FAILED, State.CRASHED):
             return StreamState(stream.name, inc, status.state, claim, status)
         heartbeat = status.heartbeat
     else:

@@ -51,7 +51,7 @@ class State:
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
-    CRASHED = "crashed"  # derived by readers, never written
+    CRASHED = "crashed"  # derived by readers; written only into pushed copies (spec §7.1, §12.4; since 1.3)
 
 
 @dataclass

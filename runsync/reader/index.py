@@ -40,6 +40,7 @@ from ..format.errors import FormatError
 from ..format.layout import RUN_JSON, STREAM_RE, STREAMS_DIR, RunLayout
 from ..format.liveness import stream_state
 from ..format.meta import Claim, ConfigDoc, RunInfo, State, SummaryDoc, deep_update, load_doc
+from ..format.recovery import scan_stream
 from .streams import first_by_stream
 
 __all__ = [
@@ -54,7 +55,8 @@ __all__ = [
 ]
 
 INDEX_PATH = Path(".runsync") / "index" / "runs.json"
-INDEX_VERSION = 2  # bump when a record's fields or their meaning change (2: summary by stream order, §3.3)
+INDEX_VERSION = 3  # bump when a record's fields or their meaning change (2: summary by stream order, §3.3;
+# 3: a crashed run's tail counts, §8.5)
 # Record field: {summary key: the stream its value is from}, for keys whose streams' values differ (§3.3).
 SUMMARY_FROM = "summary_from"
 RACY_SECONDS = 2.0
@@ -181,7 +183,7 @@ def build_record(run_dir: Path, now: float | None = None,
             continue  # never claimed
         n_streams += 1
         states.add(s.state)
-        if s.status is None or s.status.state not in (State.FINISHED, State.FAILED) \
+        if s.status is None or s.status.state not in (State.FINISHED, State.FAILED, State.CRASHED) \
                 or s.status.incarnation != s.incarnation:
             liveness = True
         if s.status is not None and s.status.incarnation == s.incarnation:
@@ -195,6 +197,14 @@ def build_record(run_dir: Path, now: float | None = None,
             ends.append(end)
         if any(n.startswith("wal.") for n in names):
             with_tails = True
+            if s.state == State.CRASHED:
+                # A dead writer's status is as old as its last heartbeat; its rows since are in its tail
+                # (spec §8.5). Only such runs pay this decode, and the record is cached: a resume or
+                # recovery changes the stream directory's files, so the record is rebuilt.
+                h = scan_stream(layout, st)
+                last_step = max(last_step, h.max_step)
+                if h.max_time != float("-inf"):
+                    ends.append(h.max_time)
         first = s.claim.time if s.incarnation == 0 else None
         if first is None:
             incs = st.incarnations()

@@ -21,7 +21,8 @@ from ..format.history import columns_to_table, empty_table, list_parts, read_par
 from ..format.layout import HISTORY_DIR, SYSTEM_DIR, RunLayout, StreamLayout, stream_order
 from ..format.liveness import run_state, stream_state
 from ..format.manifest import blob_path
-from ..format.meta import Claim, ConfigDoc, RunInfo, SummaryDoc, deep_update, load_doc
+from ..format.meta import Claim, ConfigDoc, RunInfo, State, SummaryDoc, deep_update, load_doc
+from ..format.recovery import scan_stream
 from ..format.tail import filter_seq, stream_tails
 from ..format.wal import Columns
 from .streams import REDUCTIONS, check_streams, first_by_stream, reduce_over_streams, select_streams, shares_keys
@@ -76,9 +77,10 @@ class RunView:
         out["status"] = self.status
         streams = self.streams()
         started = [s["started"] for s in streams if s.get("started") is not None]
-        ends = [s.get("ended") or s.get("heartbeat") for s in streams]
+        ends = [max(s.get("ended") or s.get("heartbeat") or float("-inf"), s.get("last_time", float("-inf")))
+                for s in streams]
         out["started"] = min(started) if started else self.info.created
-        ends = [e for e in ends if e is not None]
+        ends = [e for e in ends if e != float("-inf")]
         out["duration"] = (max(ends) - out["started"]) if ends else 0.0
         out["streams"] = streams
         return out
@@ -104,6 +106,11 @@ class RunView:
                          dropped_rows=s.status.dropped_rows, error=s.status.error)
             else:
                 d.update(started=s.claim.time, heartbeat=s.claim.time)
+            if s.state == State.CRASHED and st.segments():
+                # A dead writer's status is as old as its last heartbeat; its later rows are in its tail (§8.5).
+                h = scan_stream(self.layout, st)
+                d["last_step"] = max(d.get("last_step", -1), h.max_step)
+                d["last_time"] = h.max_time
             out.append(d)
         return out
 

@@ -13,6 +13,7 @@ import io
 import json
 import tarfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ from ..format.manifest import (
 from ..format.version import FORMAT_VERSION, check_version
 from .push import PushOptions, PushResult, run_selected
 from .remote import Remote
-from .source import file_stats, find_runs, run_files
+from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
+from .tails import shipped_files
 
 __all__ = ["BUNDLE_INDEX", "make_bundle", "push_bundle", "BundleResult"]
 
@@ -66,28 +68,43 @@ def make_bundle(src: Path, out: Path, opts: PushOptions | None = None) -> Bundle
     res = BundleResult(path=str(out))
     index: dict[str, Any] = {"format": FORMAT_VERSION, "created": time.time(), "runs": {}}
     carried: list[tuple[str, str, str, int]] = []  # (run, rel, path, size)
-    for run_dir in find_runs(src):
-        if not run_selected(run_dir.name, opts):
-            continue
-        files = run_files(run_dir)
-        stats = file_stats(files)
-        if state.unchanged(run_dir.name, stats):
-            res.skipped_runs += 1
-            continue
-        old = state.committed(run_dir.name)
-        entries: dict[str, dict[str, Any]] = {}
-        hashes: dict[str, list[Any]] = {}
-        ship: list[str] = []
-        for f in files:
-            sha, size = _sha(f.path)
-            entries[f.rel] = {"size": size, "sha256": sha}
-            hashes[f.rel] = [f.size, f.mtime_ns, f.ino, sha]
-            if old.get(f.rel) != [size, sha]:
-                ship.append(f.rel)
-                carried.append((run_dir.name, f.rel, f.path, size))
-        index["runs"][run_dir.name] = {"files": entries, "carried": ship}
-        state.record(run_dir.name, hashes, {p: [e["size"], e["sha256"]] for p, e in entries.items()}, stats)
-        res.runs += 1
+    with ExitStack() as built:  # a dead writer's tail as parts (spec §12.4), kept until the tar is written
+        for run_dir in find_runs(src):
+            if not run_selected(run_dir.name, opts):
+                continue
+            files = run_files(run_dir)
+            stats = file_stats(files)  # of the source files: an unchanged crashed run is skipped by stat()
+            if state.unchanged(run_dir.name, stats):
+                res.skipped_runs += 1
+                continue
+            files = built.enter_context(shipped_files(run_dir, files))
+            _index_run(run_dir.name, files, stats, state, index, carried)
+            res.runs += 1
+        _write_tar(out, index, carried, res)
+    if not opts.dry_run:
+        state.save()
+    return res
+
+
+def _index_run(run_id: str, files: list[LocalFile], stats: list[tuple[str, int, int, int]], state: SyncState,
+               index: dict[str, Any], carried: list[tuple[str, str, str, int]]) -> None:
+    """Hash one run's files into the bundle index; the ones the last bundle did not carry are carried."""
+    old = state.committed(run_id)
+    entries: dict[str, dict[str, Any]] = {}
+    hashes: dict[str, list[Any]] = {}
+    ship: list[str] = []
+    for f in files:
+        sha, size = _sha(f.path)
+        entries[f.rel] = {"size": size, "sha256": sha}
+        hashes[f.rel] = [f.size, f.mtime_ns, f.ino, sha]
+        if old.get(f.rel) != [size, sha]:
+            ship.append(f.rel)
+            carried.append((run_id, f.rel, f.path, size))
+    index["runs"][run_id] = {"files": entries, "carried": ship}
+    state.record(run_id, hashes, {p: [e["size"], e["sha256"]] for p, e in entries.items()}, stats)
+
+
+def _write_tar(out: Path, index: dict[str, Any], carried: list[tuple[str, str, str, int]], res: BundleResult) -> None:
     tmp = out.with_name(f".{out.name}.tmp")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         raw = json.dumps(index, indent=1, sort_keys=True).encode()
@@ -102,9 +119,6 @@ def make_bundle(src: Path, out: Path, opts: PushOptions | None = None) -> Bundle
             res.files += 1
             res.bytes += size
     tmp.replace(out)
-    if not opts.dry_run:
-        state.save()
-    return res
 
 
 def _member_name(name: str) -> tuple[str, str]:

@@ -40,6 +40,7 @@ from .pools import Progress, each_run, in_flight
 from .remote import Remote, RemoteError, RemoteSetupError
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
+from .tails import shipped_files
 
 __all__ = ["PushOptions", "PushResult", "PushStopped", "push", "run_selected", "Progress"]
 
@@ -140,7 +141,7 @@ class _Pusher:
         # Outcomes: "pushed" (something committed), "checked" (looked at, nothing to send); "unchanged"
         # (recognised by stat alone) and "failed" were told above.
         work = {run_dir.name: (run_dir, files, stats) for run_dir, files, stats in todo}
-        each_run(list(work), lambda run_id, pool: "pushed" if self._push_run(*work[run_id], pool) else "checked",
+        each_run(list(work), lambda run_id, pool: "pushed" if self._push_shipped(*work[run_id], pool) else "checked",
                  self.opts.jobs, self.result, self.progress)
         if not self.opts.dry_run and self.state.dirty:
             self.state.save()
@@ -163,6 +164,13 @@ class _Pusher:
                     st = p.stat()
                     files.append(LocalFile(rel, str(p), st.st_size, st.st_mtime_ns, st.st_ino))
         return files
+
+    def _push_shipped(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]],
+                      pool: ThreadPoolExecutor) -> bool:
+        """Push what is shipped for ``files`` (a dead writer's tail as parts, spec §12.4); ``stats`` stay those
+        of the source files, so an unchanged crashed run is still recognised by stat() alone."""
+        with shipped_files(run_dir, files) as shipped:
+            return self._push_run(run_dir, shipped, stats, pool)
 
     def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]],
                   pool: ThreadPoolExecutor) -> bool:

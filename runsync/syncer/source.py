@@ -1,10 +1,17 @@
 """What of a local run directory is pushed (spec §12.4): whole files only.
 
 Pushed: run.json; parts of history, system and media; saved files; console
-logs; stream documents, claims and environment records; and the WAL segments
-of incarnations that are no longer alive (a crashed run's tail). Never pushed:
-temporary files, the WAL of a live writer (it is being written), runsync's own
-sync state, and files the spec does not name.
+logs; stream documents, claims and environment records. Never pushed:
+temporary files, WAL segments, runsync's own sync state, and files the spec
+does not name.
+
+A dead writer's WAL tail (a crashed run) is shipped as what recovery would
+write for it (spec §8.5, §12.4 since 1.3): :func:`run_files` lists the
+segments as the *source* of the push (their stats tell an unchanged run),
+and ``syncer.tails.shipped_files`` replaces them by parts and documents built
+with ``format.recovery`` in a temporary directory outside the run, which is
+never modified. Nothing of a stream whose writer is alive is shipped from its
+WAL: its tails are that writer's to recover.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ..format.layout import (
 from ..format.manifest import BLOB_PREFIXES, MANIFEST, check_rel_path
 from ..format.meta import State
 
-__all__ = ["LocalFile", "run_files", "find_runs", "file_stats"]
+__all__ = ["LocalFile", "run_files", "find_runs", "file_stats", "is_segment"]
 
 _STREAM_DOC = re.compile(r"^(claim\.[0-9]{6}\.json|status\.json|config\.json|summary\.json|files\.json"
                          r"|environment\.[0-9]{6}\.json|diff\.[0-9]{6}\.patch)$")
@@ -84,25 +91,28 @@ def _add(out: list[LocalFile], base: str, rel: str) -> None:
 
 
 def _stream_files(base: str, prefix: str, stream: str, out: list[LocalFile]) -> None:
-    """Documents, claims, environment records and dead incarnations' WAL of one stream (of one table)."""
+    """Documents, claims, environment records of one stream (of one table), and its WAL if its writer is dead."""
     names = _listed(f"{base}/{prefix}")
-    live_inc = None
+    dead = False
     if any(_SEGMENT.match(n) for n in names):  # liveness matters only for WAL segments (a finished run has none)
         from ..format.liveness import stream_state  # psutil: only needed here
 
         state = stream_state(StreamLayout(Path(base, prefix), stream))
-        live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
+        dead = state is not None and state.state != State.RUNNING
     for name in names:  # WAL tails first: data before the documents that describe it
-        m = _SEGMENT.match(name)
-        if m and int(m.group(1)) != live_inc:
-            _add(out, base, f"{prefix}/{name}")
+        if dead and _SEGMENT.match(name):
+            _add(out, base, f"{prefix}/{name}")  # a source of the push; shipped_files replaces it
     for name in names:
         if _STREAM_DOC.match(name):
             _add(out, base, f"{prefix}/{name}")
 
 
 def run_files(run_dir: Path) -> list[LocalFile]:
-    """The files of a run to push, in commit-safe order (data before documents)."""
+    """The files a push of the run depends on, in commit-safe order (data before documents).
+
+    Includes the WAL segments of dead writers, which are never sent: pass the
+    list through ``syncer.tails.shipped_files`` for what is.
+    """
     base = os.fspath(run_dir)
     out: list[LocalFile] = []
     for table in _PART_DIRS:
@@ -129,3 +139,8 @@ def run_files(run_dir: Path) -> list[LocalFile]:
     _add(out, base, RUN_JSON)
     assert all(x.rel != MANIFEST for x in out)
     return out
+
+
+def is_segment(rel: str) -> bool:
+    """Whether the run-relative path ``rel`` is a WAL segment (spec §2.2)."""
+    return _SEGMENT.match(rel.rsplit("/", 1)[-1]) is not None

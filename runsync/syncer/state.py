@@ -62,8 +62,12 @@ class SyncState:
         return dict(self.runs.get(run_id, {}).get("committed", {}))
 
     def unchanged(self, run_id: str, stats: list[tuple[str, int, int, int]]) -> bool:
-        """True if the run's files are exactly those hashed and committed last time."""
-        return self.changed(run_id, stats) == 0
+        """True if the run's files are exactly those hashed and committed last time, and that commit is
+        one this version would make: a commit that names WAL segments (pushed before format 1.3) is
+        redone, so the remote gets the tail as parts and the segments go (spec §12.4)."""
+        from .source import is_segment
+
+        return self.changed(run_id, stats) == 0 and not any(is_segment(p) for p in self.committed(run_id))
 
     def changed(self, run_id: str, stats: list[tuple[str, int, int, int]]) -> int | None:
         """How many of the run's files differ (by stats) from the last commit; None if never committed."""

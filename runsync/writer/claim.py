@@ -11,65 +11,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 
 import psutil
 
 from ..format.errors import StreamClaimedError
-from ..format.history import columns_to_table, list_parts, part_stats, remove_parts, select_cover, write_part
+from ..format.history import list_parts, remove_parts, select_cover, write_part
 from ..format.layout import HISTORY_DIR, RunLayout, StreamLayout
-from ..format.liveness import host_identity, same_boot, stream_state
+from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
-from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
-from ..format.tail import read_tail
-from ..format.wal import Columns
+from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, publish_doc, save_doc
+from ..format.recovery import StreamHistory, recovery_steps, scan_stream
 
 __all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
-
-
-@dataclass
-class StreamHistory:
-    """What a stream already holds: maxima, and the unflushed tails of dead incarnations."""
-
-    max_seq: int = -1
-    max_step: int = -1
-    max_time: float = float("-inf")
-    tails: list[tuple[int, Columns]] = field(default_factory=list)
-    incarnations: list[int] = field(default_factory=list)
-
-
-def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
-    h = StreamHistory(incarnations=stream.incarnations())
-    for p in list_parts(run.history):
-        if p.stream != stream.name:
-            continue
-        st = part_stats(p.path)
-        h.max_seq = max(h.max_seq, st.max_seq, p.hi)
-        h.max_step = max(h.max_step, st.max_step)
-        h.max_time = max(h.max_time, st.max_time)
-    # Rows are covered by parts only. The documents are written before the part
-    # they go with, so their applied_seq may be ahead of the parts: it decides
-    # which META records to re-apply (SummaryDoc/ConfigDoc.apply), never which
-    # rows are already stored (spec §8.5).
-    covered = h.max_seq
-    for doc_cls, path in ((SummaryDoc, stream.summary), (ConfigDoc, stream.config)):
-        try:
-            h.max_seq = max(h.max_seq, load_doc(doc_cls, path).applied_seq)
-        except FileNotFoundError:
-            pass
-    parts_time = h.max_time  # the floor of tails starts at the parts' greatest time too (spec §4.3)
-    for inc in h.incarnations:
-        c = load_doc(Claim, stream.claim(inc))
-        floor = max(c.time_floor, parts_time)
-        tail = read_tail(stream, inc, covered, floor, same_boot=same_boot(c.host, c.boot_id))
-        if tail:
-            h.tails.append((inc, tail))
-            h.max_seq = max(h.max_seq, tail.max_seq)
-            for chunks in tail.chunks.values():
-                for _t, steps, times, _s, _v in chunks:
-                    h.max_step = max(h.max_step, int(steps.max()))
-                    h.max_time = max(h.max_time, float(times.max()))
-    return h
 
 
 def claim_stream(
@@ -133,14 +86,11 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
         mine = [p for p in list_parts(d) if p.stream == stream.name]
         keep = set(select_cover(mine))
         remove_parts(p.path for p in mine if p not in keep)
-    for _inc, tail in history.tails:
-        summary.apply(tail)
-        config.apply(tail.meta)
-        lo = min([int(c[3][0]) for chunks in tail.chunks.values() for c in chunks] + [m.seq for m in tail.meta])
+    for part in recovery_steps(stream.name, history, summary, config):  # the same steps a pusher takes (§12.4)
         save_doc(summary, stream.summary)
         save_doc(config, stream.config)
-        if tail.rows:
-            write_part(run.history, stream.name, lo, tail.max_seq, columns_to_table(tail, stream.name))
+        if part is not None:
+            write_part(run.history, stream.name, part.lo, part.hi, part.table)
     for inc, _segno, path in stream.segments():
         if inc in history.incarnations:
             try:
