@@ -94,6 +94,7 @@ def reference_record(d: Path) -> dict[str, Any]:
         "job_type": view.info.job_type, "tags": list(view.info.tags), "status": meta["status"],
         "created": view.info.created, "start": meta["started"], "duration": meta["duration"],
         "steps": max([s.get("last_step", -1) for s in streams] + [-1]) + 1, "streams": len(streams),
+        "error": next((s["error"] for s in streams if s["state"] == "failed" and s.get("error")), None),
         "path": str(d),
     }
     config, summary = view.documents()

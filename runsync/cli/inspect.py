@@ -32,12 +32,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 1 if errors else 0
     shown_keys = _summary_columns(records, args.summary)
     grouped = any(r.get("group") for r in records)
+    causes = any(r.get("error") for r in records)
     rows = []
     for r in records:
         rows.append([r["name"], r["id"]] + ([r.get("group") or "-"] if grouped else [])
                     + [r["status"], str(r["steps"]), age(r["created"])]
-                    + [fmt(r.get(f"summary.{k}")) + summary_source(r, k) for k in shown_keys])
-    print(table(rows, ["NAME", "ID"] + (["GROUP"] if grouped else []) + ["STATUS", "STEPS", "CREATED"] + shown_keys))
+                    + [fmt(r.get(f"summary.{k}")) + summary_source(r, k) for k in shown_keys]
+                    + ([_short(r.get("error"))] if causes else []))
+    print(table(rows, ["NAME", "ID"] + (["GROUP"] if grouped else []) + ["STATUS", "STEPS", "CREATED"] + shown_keys
+                + (["CAUSE"] if causes else [])))
     if not records:
         print(f"(no runs in {root})")
     elif any(summary_source(r, k) for r in records for k in shown_keys):
@@ -45,6 +48,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for p, e in errors:
         print(f"runsync: skipped {p}: {e}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _short(cause: str | None, width: int = 40) -> str:
+    """A failed run's cause on one line of a table (``runsync show`` prints it whole)."""
+    if not cause:
+        return ""
+    line = " ".join(cause.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _summary_columns(records: list[dict[str, Any]], wanted: list[str] | None) -> list[str]:

@@ -34,6 +34,7 @@ _MIN_CELLS = 12  # a column narrower than this is dropped rather than cut furthe
 _MIN_CELL = {"name": 20}
 _NEVER_CUT = {"id", "status"}
 _DEFAULT_COLS = ["name", "id", "status", "created", "duration", "steps"]
+_NOISE = re.compile(r"seed|path|dir|file|time|date|host|(^|[._])id$|name$", re.I)
 
 # -- table rendering ------------------------------------------------------------------------------
 
@@ -194,10 +195,13 @@ def _default_columns(records: list[dict[str, Any]], extra: list[str], group: str
             if k.startswith("config."):
                 counts[k] = counts.get(k, 0) + 1
                 distinct.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
-    # hyperparameters: values that differ between runs, but not all (a seed or an output path is noise)
-    varying = [k for k in counts if 1 < len(distinct[k]) and (len(distinct[k]) < counts[k] or counts[k] <= 3)
-               and k not in cols and k != group]
-    cols += sorted(varying, key=lambda k: (-counts[k], len(distinct[k]), k))[:3]
+    # hyperparameters: config values that differ between the listed runs, a random search's lr included
+    # (every run its own value); numbers first, keys that name seeds, paths and times last (noise)
+    varying = [k for k in counts if 1 < len(distinct[k]) and k not in cols and k != group]
+    numeric = {k for k in varying if all(_is_number(r[k]) for r in records if k in r)}
+    cols += sorted(varying, key=lambda k: (bool(_NOISE.search(k)), k not in numeric, -counts[k], k))[:4]
+    if any(r.get("error") for r in records):
+        cols.append("error")  # why the failed runs failed (spec §7.2)
     nums: dict[str, int] = {}
     for r in records:
         for k, v in r.items():

@@ -56,7 +56,7 @@ __all__ = [
 
 INDEX_PATH = Path(".runsync") / "index" / "runs.json"
 INDEX_VERSION = 3  # bump when a record's fields or their meaning change (2: summary by stream order, §3.3;
-# 3: a crashed run's tail counts, §8.5)
+# 3: a crashed run's tail counts, §8.5; a failed run's cause, §7.2)
 # Record field: {summary key: the stream its value is from}, for keys whose streams' values differ (§3.3).
 SUMMARY_FROM = "summary_from"
 RACY_SECONDS = 2.0
@@ -176,6 +176,7 @@ def build_record(run_dir: Path, now: float | None = None,
     n_streams = 0
     docs: list[tuple[float, str, ConfigDoc | None, SummaryDoc | None]] = []
     with_tails = False
+    causes: list[str] = []
     for name, names in listing:
         st = layout.stream(name)
         s = stream_state(st, now)
@@ -190,6 +191,8 @@ def build_record(run_dir: Path, now: float | None = None,
             started.append(s.status.started)
             end = s.status.ended or s.status.heartbeat
             last_step = max(last_step, s.status.last_step)
+            if s.state == State.FAILED and s.status.error:
+                causes.append(s.status.error)  # why it failed (spec §7.2)
         else:
             started.append(s.claim.time)
             end = s.claim.time
@@ -224,6 +227,7 @@ def build_record(run_dir: Path, now: float | None = None,
         "duration": (max(ends) - t0) if ends else 0.0,
         "steps": last_step + 1,
         "streams": n_streams,
+        "error": causes[0] if causes else None,
         "path": str(run_dir),
     }
     if with_tails:
