@@ -44,4 +44,4 @@ def test_a_failed_runs_cause_is_a_column(tmp_path: Path) -> None:
     assert "error" in out.splitlines()[0].split()
     assert "MemoryError: CUDA out of memory" in out
     ls = _cli("ls", str(tmp_path))
-    assert "CAUSE" in ls.splitlines()[0] and "MemoryError: CUDA out of memory" in ls
+    assert "error" in ls.splitlines()[0].split() and "MemoryError: CUDA out of memory" in ls

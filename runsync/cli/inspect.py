@@ -30,17 +30,22 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(json.dumps({"runs": jsonable(records), "errors": [{"path": str(p), "error": e} for p, e in errors]},
                          indent=1, allow_nan=True))
         return 1 if errors else 0
+    from .runs import varying_config
+
     shown_keys = _summary_columns(records, args.summary)
+    config_cols = [] if args.summary else varying_config(records, exclude=set(), limit=2)
     grouped = any(r.get("group") for r in records)
     causes = any(r.get("error") for r in records)
     rows = []
     for r in records:
         rows.append([r["name"], r["id"]] + ([r.get("group") or "-"] if grouped else [])
                     + [r["status"], str(r["steps"]), age(r["created"])]
+                    + [fmt(r.get(c)) for c in config_cols]
                     + [fmt(r.get(f"summary.{k}")) + summary_source(r, k) for k in shown_keys]
                     + ([_short(r.get("error"))] if causes else []))
-    print(table(rows, ["NAME", "ID"] + (["GROUP"] if grouped else []) + ["STATUS", "STEPS", "CREATED"] + shown_keys
-                + (["CAUSE"] if causes else [])))
+    # the column names runsync runs, --where and --columns use: one header style for ls and runs
+    print(table(rows, ["name", "id"] + (["group"] if grouped else []) + ["status", "steps", "created"] + config_cols
+                + [f"summary.{k}" for k in shown_keys] + (["error"] if causes else [])))
     if not records:
         print(f"(no runs in {root})")
     elif any(summary_source(r, k) for r in records for k in shown_keys):

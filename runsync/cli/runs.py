@@ -188,18 +188,7 @@ def _default_columns(records: list[dict[str, Any]], extra: list[str], group: str
         cols.append("group")
     if any(r.get("tags") for r in records):
         cols.append("tags")
-    counts: dict[str, int] = {}
-    distinct: dict[str, set[str]] = {}
-    for r in records:
-        for k, v in r.items():
-            if k.startswith("config."):
-                counts[k] = counts.get(k, 0) + 1
-                distinct.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
-    # hyperparameters: config values that differ between the listed runs, a random search's lr included
-    # (every run its own value); numbers first, keys that name seeds, paths and times last (noise)
-    varying = [k for k in counts if 1 < len(distinct[k]) and k not in cols and k != group]
-    numeric = {k for k in varying if all(_is_number(r[k]) for r in records if k in r)}
-    cols += sorted(varying, key=lambda k: (bool(_NOISE.search(k)), k not in numeric, -counts[k], k))[:4]
+    cols += varying_config(records, exclude=set(cols) | {group or ""}, limit=4)
     if any(r.get("error") for r in records):
         cols.append("error")  # why the failed runs failed (spec §7.2)
     nums: dict[str, int] = {}
@@ -209,6 +198,21 @@ def _default_columns(records: list[dict[str, Any]], extra: list[str], group: str
                 nums[k] = nums.get(k, 0) + 1
     cols += sorted(nums, key=lambda k: (-nums[k], k))[:3]
     return [c for c in dict.fromkeys(cols) if c != group]
+
+
+def varying_config(records: list[dict[str, Any]], exclude: set[str], limit: int) -> list[str]:
+    """Config columns whose values differ between the listed runs, a random search's lr included (every run
+    its own value): numbers first, keys that name seeds, paths and times last (noise); at most ``limit``."""
+    counts: dict[str, int] = {}
+    distinct: dict[str, set[str]] = {}
+    for r in records:
+        for k, v in r.items():
+            if k.startswith("config."):
+                counts[k] = counts.get(k, 0) + 1
+                distinct.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+    varying = [k for k in counts if 1 < len(distinct[k]) and k not in exclude]
+    numeric = {k for k in varying if all(_is_number(r[k]) for r in records if k in r)}
+    return sorted(varying, key=lambda k: (bool(_NOISE.search(k)), k not in numeric, -counts[k], k))[:limit]
 
 
 def _expand_columns(spec: str, known: list[str]) -> list[str]:
