@@ -3,7 +3,7 @@
 pytest captures fds 1 and 2 itself, so every capture runs in a fresh interpreter
 whose stdout/stderr are files (or a pseudo-terminal) standing in for the
 terminal; the test then compares that "terminal" and the log files byte for
-byte. The child loads console.py by path: it imports nothing else of runsync,
+byte. The child loads console.py (and its console_* siblings) by path: they import nothing else of runsync,
 and skipping the package import (pyarrow, numpy) keeps each child fast.
 """
 
@@ -33,11 +33,13 @@ PREFIX = "main.000001"
 PRELUDE = """
 import atexit, errno, fcntl, os, shutil, subprocess, sys, threading, time
 from pathlib import Path
-import importlib.util
-_spec = importlib.util.spec_from_file_location("runsync_console", {module!r})
-console = importlib.util.module_from_spec(_spec)
-sys.modules["runsync_console"] = console
-_spec.loader.exec_module(console)
+import importlib, types
+# console.py and its siblings (console_lines, console_files, console_fds) as a package of their own:
+# their relative imports resolve without runsync.writer's __init__ (and its pyarrow)
+_pkg = types.ModuleType("runsync_console_pkg")
+_pkg.__path__ = [os.path.dirname({module!r})]
+sys.modules["runsync_console_pkg"] = _pkg
+console = importlib.import_module("runsync_console_pkg.console")
 LOGS = Path({logs!r})
 NOTES = Path({notes!r})
 

@@ -55,191 +55,32 @@ the process has exited has no reader: they get EPIPE (or SIGPIPE).
 
 from __future__ import annotations
 
-import errno
 import os
-import re
 import selectors
-import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .console_fds import (
+    close_quiet,
+    copy_winsize,
+    flush_python_streams,
+    low_fds_held,
+    open_pty,
+    writable,
+    write_all,
+)
+from .console_files import LogFiles
+from .console_lines import LineBuffer
 
 __all__ = ["ConsoleCapture", "LineBuffer"]
 
 _CHUNK = 1 << 16
 _DRAIN_BUDGET = 4 << 20  # bytes read per source per flush/stop: more than any pipe or pty holds
 _WINSIZE_EVERY = 1.0
-
-
-class LineBuffer:
-    """Complete lines from one output stream, carriage returns collapsed (rules in the module doc).
-
-    Memory is bounded: only the current line after its last collapsing ``\\r``
-    is kept, so a progress bar redrawn a million times costs one redraw; a
-    partial line that grows past ``max_line`` bytes is returned as a line.
-    """
-
-    def __init__(self, max_line: int = 4 << 20) -> None:
-        self.max_line = max_line
-        self._buf = bytearray()  # no '\r' in it except possibly as its last byte
-        self.redrawn = False  # the current line has had a '\r'
-
-    @property
-    def pending(self) -> bool:
-        """Whether a partial line is waiting for its line end."""
-        return bool(self._buf)
-
-    def feed(self, data: bytes) -> bytes:
-        """Add ``data``; return the lines it completed, each ending in ``\\n``, concatenated."""
-        if not data:
-            return b""
-        out = bytearray()
-        if b"\r" not in data and not self._buf.endswith(b"\r"):
-            last = data.rfind(b"\n")
-            if last < 0:
-                self._buf += data
-            else:
-                out += self._buf
-                out += data[: last + 1]
-                self._buf = bytearray(data[last + 1 :])
-                self.redrawn = False
-        else:
-            start = 0
-            while (nl := data.find(b"\n", start)) >= 0:
-                self._add(data[start:nl])
-                out += self._buf
-                out += b"\n"
-                self._buf.clear()
-                self.redrawn = False
-                start = nl + 1
-            self._add(data[start:])
-        if len(self._buf) > self.max_line:
-            out += self.take()
-        return bytes(out)
-
-    def _add(self, seg: bytes) -> None:
-        """Append a piece of the current line (no ``\\n`` in it), collapsing ``\\r``."""
-        if not seg:
-            return
-        i = seg.rfind(b"\r", 0, len(seg) - 1)  # last '\r' with a byte after it in seg
-        if i >= 0:
-            self._buf = bytearray(seg[i + 1 :])
-            self.redrawn = True
-        elif self._buf.endswith(b"\r"):  # a pending '\r' followed by a byte that is not '\n'
-            self._buf = bytearray(seg)
-        else:
-            self._buf += seg
-        if seg.endswith(b"\r"):
-            self.redrawn = True
-
-    def take(self) -> bytes:
-        """The partial line as a stored line (``\\n`` appended), or b"" if there is none."""
-        line = bytes(self._buf) + b"\n" if self._buf else b""
-        self._buf.clear()
-        self.redrawn = False
-        return line
-
-
-class _LogFiles:
-    """``<prefix>.<n:06d>.log`` files in ``directory``: whole lines appended, rolled by size."""
-
-    def __init__(self, directory: Path, prefix: str, roll_bytes: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.prefix = prefix
-        self.roll_bytes = roll_bytes
-        self.n = _next_number(directory, prefix)
-        self.fd = -1
-        self.size = 0
-
-    def path(self) -> Path:
-        return self.directory / f"{self.prefix}.{self.n:06d}.log"
-
-    def append(self, data: bytes) -> None:
-        """Append ``data`` (whole lines); raises OSError, after which nothing more is written."""
-        while data:
-            if self.fd < 0:
-                self._open()
-            room = self.roll_bytes - self.size
-            if len(data) <= room:
-                cut = len(data)
-            else:
-                cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0
-                if cut == 0:  # the next line does not fit
-                    if self.size:
-                        self._roll()
-                        continue
-                    cut = data.find(b"\n") + 1 or len(data)  # longer than roll_bytes: whole, alone
-            self._write(data[:cut])
-            data = data[cut:]
-            if data:
-                self._roll()
-
-    def _open(self) -> None:
-        for _ in range(1000):
-            try:
-                fd = os.open(self.path(), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
-            except FileExistsError:
-                self.n += 1
-                continue
-            self.fd = _high(fd)  # fd 1 or 2 may be closed: a log file there would catch the program's output
-            self.size = 0
-            return
-        raise OSError(errno.EEXIST, "no free log file number", str(self.path()))
-
-    def _write(self, chunk: bytes) -> None:
-        if os.fstat(self.fd).st_nlink == 0:
-            raise OSError(errno.ENOENT, "log file was deleted", str(self.path()))
-        view = memoryview(chunk)
-        done = 0
-        try:
-            while done < len(chunk):
-                n = os.write(self.fd, view[done:])
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path()))
-                done += n
-        except OSError:
-            keep = chunk.rfind(b"\n", 0, done) + 1
-            if keep < done:  # a partial line reached the file: cut back to the last whole line
-                try:
-                    os.ftruncate(self.fd, self.size + keep)
-                except OSError:
-                    pass
-            self.size += keep
-            if self.size == 0:  # nothing whole in a file we created: leave no empty file behind
-                try:
-                    os.unlink(self.path())
-                except OSError:
-                    pass
-            raise
-        self.size += done
-
-    def _roll(self) -> None:
-        self.close()
-        self.n += 1
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            fd, self.fd = self.fd, -1
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def _next_number(directory: Path, prefix: str) -> int:
-    """One past the highest number of an existing ``<prefix>.<n>.log``; 0 if none."""
-    pattern = re.compile(re.escape(prefix) + r"\.(\d{6,})\.log")
-    top = -1
-    for name in os.listdir(directory):
-        m = pattern.fullmatch(name)
-        if m:
-            top = max(top, int(m.group(1)))
-    return top + 1
 
 
 @dataclass
@@ -286,7 +127,7 @@ class ConsoleCapture:
         self._state = "new"  # new | running | stopping | stopped | forked
         self._pid = os.getpid()
         self._sources: list[_Source] = []
-        self._files: _LogFiles | None = None
+        self._files: LogFiles | None = None
         self._thread: threading.Thread | None = None
         self._sel: selectors.BaseSelector | None = None
         self._cond = threading.Condition(threading.RLock())
@@ -314,14 +155,14 @@ class ConsoleCapture:
             self._report("unsupported", "console capture is not supported on this platform", inline=True)
             return
         self._pid = os.getpid()
-        targets = [fd for fd in (1, 2) if _writable(fd)]
+        targets = [fd for fd in (1, 2) if writable(fd)]
         if targets:
-            with _low_fds_held():  # none of our descriptors may land on a closed fd 0, 1 or 2
+            with low_fds_held():  # none of our descriptors may land on a closed fd 0, 1 or 2
                 self._start(targets)
 
     def _start(self, targets: list[int]) -> None:
         try:
-            self._files = _LogFiles(self.directory, self.prefix, self.roll_bytes)
+            self._files = LogFiles(self.directory, self.prefix, self.roll_bytes)
         except OSError as e:
             self._report("file", f"console capture disabled: cannot use {self.directory}: {e}", inline=True)
             return
@@ -333,7 +174,7 @@ class ConsoleCapture:
             self._report("start", f"console capture disabled: {e}", inline=True)
             self._close_all()
             return
-        _flush_python_streams()  # what was printed before start goes to the terminal only
+        flush_python_streams()  # what was printed before start goes to the terminal only
         for fd in targets:
             src = self._capture(fd)
             if src is not None:
@@ -370,7 +211,7 @@ class ConsoleCapture:
         with self._cond:
             if self._state != "running":
                 return False
-        _flush_python_streams()
+        flush_python_streams()
         return self._request(final=False, timeout=timeout)
 
     def record(self, text: str, timeout: float = 5.0) -> bool:
@@ -387,7 +228,7 @@ class ConsoleCapture:
                 return False
             self._notes.append(text.encode("utf-8", "replace") if text.endswith("\n") else (text + "\n").encode(
                 "utf-8", "replace"))
-        _flush_python_streams()
+        flush_python_streams()
         return self._request(final=False, timeout=timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -405,7 +246,7 @@ class ConsoleCapture:
                 return
             self._state = "stopping"
         deadline = time.monotonic() + timeout
-        _flush_python_streams()
+        flush_python_streams()
         self._restore_fds()
         self._request(final=True, timeout=timeout)
         for thread in list(self._reporters):  # a problem found while draining is reported before we return
@@ -422,7 +263,7 @@ class ConsoleCapture:
             saved = os.dup(fd)
             opened.append(saved)
             use_pty = self._use_pty if self._use_pty is not None else os.isatty(saved)
-            pty_fds = _open_pty(saved) if use_pty else None
+            pty_fds = open_pty(saved) if use_pty else None
             if pty_fds is not None:
                 read, write = pty_fds
             else:
@@ -435,7 +276,7 @@ class ConsoleCapture:
             st = os.fstat(fd)
         except OSError:
             for x in opened:
-                _close_quiet(x)
+                close_quiet(x)
             return None
         src = _Source(
             fd=fd,
@@ -446,7 +287,7 @@ class ConsoleCapture:
             lines=LineBuffer(self.max_line),
         )
         if src.pty:
-            src.winsize = _copy_winsize(saved, read, b"")
+            src.winsize = copy_winsize(saved, read, b"")
         return src
 
     def _restore_fds(self) -> None:
@@ -473,12 +314,12 @@ class ConsoleCapture:
             self._wake_r = self._wake_w = -1
         for fd in wake:
             if fd >= 0:
-                _close_quiet(fd)
+                close_quiet(fd)
         for src in self._sources:
             if src.open:
                 src.open = False
-                _close_quiet(src.read)
-            _close_quiet(src.saved)
+                close_quiet(src.read)
+            close_quiet(src.saved)
         if self._sel is not None:
             try:
                 self._sel.close()
@@ -493,7 +334,7 @@ class ConsoleCapture:
         self._state = "forked"
         self._thread = None
         for fd in fds:
-            _close_quiet(fd)
+            close_quiet(fd)
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -556,7 +397,7 @@ class ConsoleCapture:
             self._ws_checked = now
             for src in self._sources:
                 if src.pty and src.open:
-                    src.winsize = _copy_winsize(src.saved, src.read, src.winsize)
+                    src.winsize = copy_winsize(src.saved, src.read, src.winsize)
 
     def _pump(self, src: _Source, budget: int = _CHUNK) -> int:
         """Read up to ``budget`` bytes from ``src`` and pass them on; return how many were read."""
@@ -584,14 +425,14 @@ class ConsoleCapture:
                 self._sel.unregister(src.read)
             except (KeyError, ValueError):
                 pass
-        _close_quiet(src.read)
+        close_quiet(src.read)
         if self._files is not None:
             self._store(src.lines.take())
 
     def _emit(self, src: _Source, data: bytes) -> None:
         if src.term_ok:
             try:
-                _write_all(src.saved, data)
+                write_all(src.saved, data)
             except OSError as e:
                 src.term_ok = False
                 self._report(
@@ -671,7 +512,7 @@ class ConsoleCapture:
         """Default report: straight to the original stderr, bypassing the capture."""
         fd = next((s.saved for s in self._sources if s.fd == 2 and s.term_ok), 2)
         try:
-            _write_all(fd, f"runsync: {message}\n".encode(errors="replace"))
+            write_all(fd, f"runsync: {message}\n".encode(errors="replace"))
         except OSError:
             pass
 
@@ -695,123 +536,3 @@ def _after_fork_child() -> None:
     _live.clear()
 
 
-def _writable(fd: int) -> bool:
-    """Whether ``fd`` is open for writing (a closed or read-only fd 1/2 is not captured)."""
-    import fcntl
-
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    except OSError:
-        return False
-    return flags & getattr(os, "O_ACCMODE", 3) != os.O_RDONLY
-
-
-@contextmanager
-def _low_fds_held() -> Iterator[None]:
-    """Hold every closed fd among 0, 1, 2 on /dev/null meanwhile, so no new descriptor lands there."""
-    held: list[int] = []
-    try:
-        for fd in range(3):
-            try:
-                os.fstat(fd)
-            except OSError:
-                new = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)  # the lowest free fd: this one
-                held.append(new)
-                if new > 2:
-                    break
-        yield
-    finally:
-        for fd in held:
-            _close_quiet(fd)
-
-
-def _high(fd: int) -> int:
-    """``fd`` moved to 3 or above (close-on-exec), so that we never occupy a closed fd 0/1/2."""
-    if fd > 2:
-        return fd
-    import fcntl
-
-    try:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-    finally:
-        os.close(fd)
-
-
-def _open_pty(saved: int) -> tuple[int, int] | None:
-    """A pty (master, slave) that passes bytes through unchanged; None where that cannot be had."""
-    try:
-        import termios
-    except ImportError:
-        return None
-    try:
-        master, slave = os.openpty()
-    except OSError:
-        return None
-    try:
-        try:
-            attrs = termios.tcgetattr(saved)  # same modes as the terminal, for programs that look
-        except termios.error:
-            attrs = termios.tcgetattr(slave)
-        attrs[1] &= ~termios.OPOST  # no output processing: the real terminal does its own
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        return master, slave
-    except (OSError, termios.error):
-        _close_quiet(master)
-        _close_quiet(slave)
-        return None
-
-
-def _copy_winsize(saved: int, master: int, previous: bytes) -> bytes:
-    """Give the pty the original terminal's size (checked every second); return the size seen."""
-    try:
-        import fcntl
-        import termios
-
-        size = fcntl.ioctl(saved, termios.TIOCGWINSZ, b"\0" * 8)
-        if size != previous:
-            fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-        return size
-    except (ImportError, OSError):
-        return previous
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data``, waiting on a non-blocking fd as a blocking one would."""
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            _wait_writable(fd)
-            continue
-        view = view[n:]
-
-
-def _wait_writable(fd: int) -> None:
-    import select
-
-    if hasattr(select, "poll"):
-        p = select.poll()
-        p.register(fd, select.POLLOUT)
-        p.poll(1000)
-    else:  # pragma: no cover
-        select.select([], [fd], [], 1.0)
-
-
-def _flush_python_streams() -> None:
-    seen: set[int] = set()
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        if stream is None or id(stream) in seen:
-            continue
-        seen.add(id(stream))
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001, S110 — closed or replaced streams: nothing to flush
-            pass
-
-
-def _close_quiet(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
