@@ -9,7 +9,7 @@ part covering the union of smaller ones, and readers pick a non-overlapping cove
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ __all__ = [
     "PART_RE",
     "remove_parts",
     "sort_rows",
+    "merge_parts",
+    "ROW_GROUP_ROWS",
     "Part",
     "part_name",
     "parse_part_name",
@@ -225,6 +227,13 @@ def _concat(vtype: int, chunks: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.n
     return steps, times, seqs, values
 
 
+# Rows per row group of a part (spec §4.2): parts are sorted by key, so a row group holds few keys and
+# its min/max statistics on `key` let a reader of some keys skip the others (DuckDB's default is 122,880).
+ROW_GROUP_ROWS = 1 << 17
+# A merge (§4.4) holds about this many rows at once, whatever the size of the parts it merges.
+MERGE_BATCH_ROWS = 1 << 20
+
+
 def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterable[pa.Table] | pa.Table,
                schema: pa.Schema = SCHEMA, options: dict[str, Any] | None = None) -> Part:
     """Write a part atomically (temp name, fsync, rename, fsync dir) and return it.
@@ -239,11 +248,45 @@ def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterabl
     with temporary(final) as tmp:
         with pq.ParquetWriter(tmp, schema.with_metadata(meta), **(options or _WRITE_OPTS)) as w:
             for t in items:
-                w.write_table(t.replace_schema_metadata(meta), row_group_size=1 << 20)
+                w.write_table(t.replace_schema_metadata(meta), row_group_size=ROW_GROUP_ROWS)
         fsync_file(tmp)
         os.replace(tmp, final)
     fsync_dir(history_dir)
     return Part(stream, lo, hi, final)
+
+
+def merge_parts(history_dir: Path, stream: str, paths: list[Path], lo: int, hi: int) -> Part:
+    """Merge parts of one stream into the part ``[lo, hi]`` (spec §4.4), sorted by (key, seq) as a whole.
+
+    The merged part is one key order, not its inputs' row groups one after another, so its row-group
+    statistics on ``key`` stay selective (§4.2). Keys are taken in batches of about MERGE_BATCH_ROWS
+    rows, each read from every input with a key filter (the inputs' statistics skip the other row
+    groups), so memory stays bounded whatever the merged size; a single key with more rows than a
+    batch is one batch of its own.
+    """
+    counts: dict[str, int] = {}
+    for path in paths:
+        keys = pq.read_table(path, columns=["key"]).column("key")
+        for item in pc.value_counts(keys).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    batches: list[list[str]] = []
+    size = 0
+    for key in sorted(counts, key=lambda k: k.encode("utf-8")):
+        if not batches or size + counts[key] > MERGE_BATCH_ROWS:
+            batches.append([])
+            size = 0
+        batches[-1].append(key)
+        size += counts[key]
+
+    def tables() -> Iterator[pa.Table]:
+        for batch in batches:
+            wanted = pa.array(batch, pa.string())
+            parts = [read_part(path, keys=batch) for path in paths]
+            merged = pa.concat_tables(parts) if parts else empty_table()
+            merged = merged.filter(pc.is_in(merged.column("key"), wanted))
+            yield sort_rows(merged)
+
+    return write_part(history_dir, stream, lo, hi, tables())
 
 
 def sort_rows(table: pa.Table) -> pa.Table:
@@ -267,8 +310,13 @@ def remove_parts(paths: Iterable[Path]) -> None:
             pass
 
 
-def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHEMA) -> pa.Table:
-    """Read one part, checking it is a runsync part (of ``schema``) of a known version."""
+def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHEMA,
+              keys: list[str] | None = None) -> pa.Table:
+    """Read one part, checking it is a runsync part (of ``schema``) of a known version.
+
+    With ``keys``, only rows of those keys, and only the row groups whose ``key`` statistics can hold
+    one of them are decoded (parts are sorted by key, spec §4.2).
+    """
     try:
         pf = pq.ParquetFile(path, filesystem=filesystem) if filesystem is not None else pq.ParquetFile(path)
         md = pf.schema_arrow.metadata or {}
@@ -276,7 +324,11 @@ def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHE
         if version is None:
             raise CorruptFileError("Parquet file without runsync.format metadata: not a history part", path)
         check_version(version.decode("utf-8", "replace"), path)
-        table = pf.read()
+        if keys is None or "key" not in pf.schema_arrow.names:
+            table = pf.read()
+        else:
+            table = pf.read_row_groups(_row_groups_with(pf.metadata, keys))
+            table = table.filter(pc.is_in(table.column("key"), pa.array(keys, pa.string())))
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise
@@ -285,6 +337,23 @@ def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHE
     if missing:
         raise CorruptFileError(f"part lacks columns {missing}", path)
     return table.select(schema.names).cast(schema)
+
+
+def _row_groups_with(md: Any, keys: list[str]) -> list[int]:
+    """Row groups whose min/max statistics on ``key`` admit one of ``keys`` (all, where there are none)."""
+    col = md.schema.names.index("key")
+    out = []
+    for i in range(md.num_row_groups):
+        st = md.row_group(i).column(col).statistics
+        if st is None or not st.has_min_max:
+            out.append(i)
+            continue
+        lo, hi = st.min, st.max
+        lo = lo.decode("utf-8", "surrogateescape") if isinstance(lo, bytes) else lo
+        hi = hi.decode("utf-8", "surrogateescape") if isinstance(hi, bytes) else hi
+        if any(lo <= k <= hi for k in keys):
+            out.append(i)
+    return out
 
 
 def resolve(table: pa.Table) -> pa.Table:

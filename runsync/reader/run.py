@@ -188,7 +188,7 @@ class RunView:
         # Tails first, then parts: a part written meanwhile then hides the same rows of the tail.
         tails = {st.name: self._tails(st, -1, layout.history) for st in layout.streams()}
         parts = select_cover(list_parts(layout.history))
-        tables = [read_part(p.path) for p in parts]
+        tables = [read_part(p.path, keys=None if keys is None else list(keys)) for p in parts]
         hi: dict[str, int] = {}
         for p in parts:
             hi[p.stream] = max(hi.get(p.stream, -1), p.hi)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..format.history import Part, columns_to_table, read_part, remove_parts, sort_rows, write_part
+from ..format.history import Part, columns_to_table, merge_parts, remove_parts, write_part
 from ..format.layout import RunLayout, StreamLayout
 from ..format.meta import ConfigDoc, State, Status, SummaryDoc, save_doc
 from ..format.wal import Columns, Decoder
@@ -319,13 +319,8 @@ class Flusher:
                 return
             group = self.parts[-n:]
             try:
-                merged = write_part(
-                    self.run.history,
-                    self.stream.name,
-                    group[0].part.lo,
-                    group[-1].part.hi,
-                    (sort_rows(read_part(p.part.path)) for p in group),
-                )
+                merged = merge_parts(self.run.history, self.stream.name, [p.part.path for p in group],
+                                     group[0].part.lo, group[-1].part.hi)
             except Exception as e:
                 self.reporter.problem("compact", f"could not merge history parts ({type(e).__name__}: {e}); will retry")
                 return
