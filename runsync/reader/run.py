@@ -231,7 +231,7 @@ class RunView:
             raise ValueError(f"reduce must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduce!r}")
         if streams is not None:
             streams = check_streams(streams, [st.name for st in self.layout.streams()], self.info.id)
-        rows = _keep_keys(select_streams(self.rows(), streams), keys)
+        rows = select_streams(self.rows(keys), streams)  # keys read only where they are (§4.2)
         resolved = resolve(rows)
         if reduce is not None:
             table = reduce_over_streams(to_wide(resolved, keys, by_stream=True), reduce)
@@ -303,12 +303,6 @@ class RunView:
 def _check_format(format: str) -> None:
     if format not in ("pandas", "arrow"):
         raise ValueError(f"format must be 'pandas' or 'arrow', got {format!r}")
-
-
-def _keep_keys(table: pa.Table, keys: list[str] | None) -> pa.Table:
-    if keys is None:
-        return table
-    return table.filter(pc.is_in(table.column("key"), pa.array(list(keys), pa.string())))
 
 
 def _as_format(table: pa.Table, format: str) -> Any:
