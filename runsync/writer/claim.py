@@ -21,7 +21,7 @@ from ..format.layout import HISTORY_DIR, RunLayout, StreamLayout
 from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
-from ..format.tail import read_tail
+from ..format.tail import stream_tails, wal_location
 from ..format.wal import Columns
 
 __all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
@@ -36,6 +36,9 @@ class StreamHistory:
     max_time: float = float("-inf")
     tails: list[tuple[int, Columns]] = field(default_factory=list)
     incarnations: list[int] = field(default_factory=list)
+    claims: dict[int, Claim] = field(default_factory=dict)
+    # The latest incarnation crashed with its WAL on another host's disk (spec §8.5): lost from here.
+    lost_wal: Claim | None = None
 
 
 def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
@@ -57,24 +60,30 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
             h.max_seq = max(h.max_seq, load_doc(doc_cls, path).applied_seq)
         except FileNotFoundError:
             pass
-    for inc in h.incarnations:
-        c = load_doc(Claim, stream.claim(inc))
-        tail = read_tail(stream, inc, covered, c.time_floor, same_boot=c.boot_id == host_identity()[1])
-        if tail:
-            h.tails.append((inc, tail))
-            h.max_seq = max(h.max_seq, tail.max_seq)
-            for chunks in tail.chunks.values():
-                for _t, steps, times, _s, _v in chunks:
-                    h.max_step = max(h.max_step, int(steps.max()))
-                    h.max_time = max(h.max_time, float(times.max()))
+    found = stream_tails(stream, covered, h.incarnations)
+    h.claims = found.claims
+    for inc, tail in found.tails:
+        h.tails.append((inc, tail))
+        h.max_seq = max(h.max_seq, tail.max_seq)
+        for chunks in tail.chunks.values():
+            for _t, steps, times, _s, _v in chunks:
+                h.max_step = max(h.max_step, int(steps.max()))
+                h.max_time = max(h.max_time, float(times.max()))
     return h
 
 
 def claim_stream(
-    run: RunLayout, stream: StreamLayout, run_id: str, resume: bool, heartbeat_interval: float
+    run: RunLayout, stream: StreamLayout, run_id: str, resume: bool, heartbeat_interval: float,
+    wal_dir: str | None = None,
 ) -> tuple[Claim, StreamHistory]:
-    """Become the writer of ``stream``; raise StreamClaimedError if someone alive is."""
+    """Become the writer of ``stream``; raise StreamClaimedError if someone alive is.
+
+    ``wal_dir``: where the new incarnation will keep its segments, if not in the
+    stream directory; recorded in the claim (spec §6.1) and created here.
+    """
     os.makedirs(stream.dir, exist_ok=True)
+    if wal_dir is not None:
+        os.makedirs(wal_dir, exist_ok=True)
     me = psutil.Process()
     host, boot = host_identity()
     for _ in range(10):
@@ -111,8 +120,13 @@ def claim_stream(
             first_seq=history.max_seq + 1,
             heartbeat_interval=heartbeat_interval,
             time_floor=history.max_time,
+            wal_dir=wal_dir,
         )
         if publish_doc(claim, stream.claim(inc)):
+            last = history.claims.get(inc - 1)
+            if state is not None and state.state == State.CRASHED and last is not None and last.wal_dir is not None \
+                    and wal_location(stream, last, host) is None:
+                history.lost_wal = last
             return claim, history
     raise StreamClaimedError(f"could not claim stream {stream.name!r} of run {run_id}: too much contention")
 
@@ -139,9 +153,16 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
         save_doc(config, stream.config)
         if tail.rows:
             write_part(run.history, stream.name, lo, tail.max_seq, columns_to_table(tail, stream.name))
-    for inc, _segno, path in stream.segments():
-        if inc in history.incarnations:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+    host = host_identity()[0]
+    places = {stream.dir: stream}
+    for c in history.claims.values():
+        wal = wal_location(stream, c, host)
+        if wal is not None:
+            places[wal.dir] = wal
+    for place in places.values():
+        for inc, _segno, path in place.segments():
+            if inc in history.incarnations:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass

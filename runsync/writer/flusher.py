@@ -19,14 +19,14 @@ from typing import Any
 
 from ..format.history import Part, columns_to_table, read_part, remove_parts, write_part
 from ..format.layout import RunLayout, StreamLayout
-from ..format.meta import ConfigDoc, State, Status, SummaryDoc, save_doc
+from ..format.meta import ConfigDoc, Durability, State, Status, SummaryDoc, save_doc
 from ..format.wal import Columns, Decoder
 from .encoder import Encoder
 from .report import Reporter
-from .segments import allocate_file_segment
+from .segments import MappingUnsupported, allocate_append_segment, allocate_file_segment
 from .settings import Settings
 
-__all__ = ["Flusher", "merge_group", "FULL", "short_switch_interval"]
+__all__ = ["Flusher", "merge_group", "FULL", "short_switch_interval", "mapping_warning"]
 
 _SWITCH = 0.0005
 _switch_lock = threading.Lock()
@@ -62,6 +62,17 @@ _RETRY_DISK = 15.0
 SOFT_MEDIA = 64 << 20  # queued media bytes that make a part due now
 SPARES = 2  # file segments kept ready, so a fast logger never outruns allocation
 FULL = 1 << 30  # level of parts that are never merged
+
+
+def mapping_warning(reporter: Reporter, where: object, flush_interval: float) -> None:
+    """Say once that the WAL is appended, not mapped, and what that costs (spec §8.2.1, §9.4)."""
+    reporter.problem(
+        "wal-mapping",
+        f"the filesystem under {where} does not support shared memory mappings (FUSE direct_io?); logging "
+        f"continues with at most ~{flush_interval:g} s at risk on a hard kill; set RUNSYNC_WAL_DIR to a local disk "
+        "to keep the mapped log there",
+        repeat_after=float("inf"),
+    )
 
 
 def merge_group(parts: list[tuple[int, int]], factor: int, max_rows: int) -> int:
@@ -101,8 +112,13 @@ class Flusher:
         summary: SummaryDoc,
         config: ConfigDoc,
         time_floor: float,
+        wal: StreamLayout | None = None,
     ) -> None:
         self.enc = enc
+        self.wal = wal or stream  # where this incarnation's segments live (spec §6.1 wal_dir)
+        # Append mode (spec §8.2.1): the filesystem under ``wal`` cannot map files.
+        self.append = enc.seg.mode == Durability.APPEND
+        status.durability = Durability.APPEND if self.append else Durability.MAPPED
         self.run = run
         self.stream = stream
         self.settings = settings
@@ -245,6 +261,8 @@ class Flusher:
             for seg, off in work:
                 if off <= seg.read:
                     continue
+                if seg.mode != Durability.MAPPED:
+                    self.status.durability = Durability.weakest(self.status.durability or seg.mode, seg.mode)
                 got = Columns()
                 seg.read = self.decoder.decode(seg.view, seg.read, off, got)
                 if not seg.durable:
@@ -338,10 +356,16 @@ class Flusher:
 
     def _allocate_spare(self, now: float) -> bool:
         segno = self.enc.take_segno()
+        path, size, inc = self.wal.segment(self.enc.incarnation, segno), self.settings.segment_size, self.enc.incarnation
         try:
-            seg = allocate_file_segment(
-                self.stream.segment(self.enc.incarnation, segno), self.settings.segment_size, self.enc.incarnation, segno
-            )
+            if not self.append:
+                try:
+                    seg = allocate_file_segment(path, size, inc, segno)
+                except MappingUnsupported:
+                    self.append = True
+                    mapping_warning(self.reporter, self.wal.dir, self.settings.flush_interval)
+            if self.append:
+                seg = allocate_append_segment(path, size, inc, segno)
         except OSError as e:
             self._disk_problem("wal", "write-ahead log segment", e)
             self._spare_retry_at = now + _RETRY_DISK
@@ -356,12 +380,24 @@ class Flusher:
         return True
 
     def _sync_segments(self) -> None:
+        appended = False
         for seg in list(self.enc.segs):
-            if seg.durable:
+            if seg.mode == Durability.APPEND:
+                # Append mode: this write is what makes the records survive a kill (spec §8.2.1).
+                try:
+                    seg.sync(seg.read)
+                    appended = True
+                except (OSError, ValueError) as e:
+                    if isinstance(e, OSError):
+                        self._disk_problem("append", "write-ahead log", e)
+                    return
+            elif seg.durable:
                 try:
                     seg.sync(seg.read)
                 except (OSError, ValueError):
                     pass
+        if appended:
+            self._disk_ok("append")
 
     def _release_segments(self) -> None:
         for seg in list(self.enc.segs):
