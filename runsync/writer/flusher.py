@@ -145,6 +145,8 @@ class Flusher:
         self._failing: set[str] = set()  # kinds of writes currently failing
         self._reported = False
         self._memory_rows = 0  # pending rows whose records live only in memory segments
+        # Append segments (spec §8.2.1), by segno: pending rows decoded from it that are not yet in its file.
+        self._unwritten: dict[int, int] = {}
         self.media: Any = None  # a MediaStore when this pipeline writes history (spec §13)
 
     # -- lifecycle ----------------------------------------------------------
@@ -267,6 +269,8 @@ class Flusher:
                 seg.read = self.decoder.decode(seg.view, seg.read, off, got)
                 if not seg.durable:
                     self._memory_rows += got.rows
+                elif seg.mode == Durability.APPEND and got.rows:
+                    self._unwritten[seg.segno] = self._unwritten.get(seg.segno, 0) + got.rows
                 if got.max_seq >= 0:
                     seg.max_seq = got.max_seq
                 if got:
@@ -302,6 +306,7 @@ class Flusher:
             return
         self._disk_ok("part")
         self._memory_rows = 0
+        self._unwritten.clear()
         if hi > self.durable_seq:
             self.durable_seq = hi
         self.pending = Columns()
@@ -386,6 +391,7 @@ class Flusher:
                 # Append mode: this write is what makes the records survive a kill (spec §8.2.1).
                 try:
                     seg.sync(seg.read)
+                    self._unwritten.pop(seg.segno, None)
                     appended = True
                 except (OSError, ValueError) as e:
                     if isinstance(e, OSError):
@@ -454,15 +460,17 @@ class Flusher:
             else:
                 try:
                     seg.sync(seg.read)
+                    self._unwritten.pop(seg.segno, None)
                 except (OSError, ValueError):
                     pass
         if not complete:
-            lost = self._memory_rows
+            # Rows only in memory, and rows of append segments whose file could not take them, are lost.
+            lost = self._memory_rows + sum(self._unwritten.values())
             if lost:
                 self.enc._drop(lost)
             self.reporter.problem(
                 "final", "could not write the last history part; rows in the write-ahead log under "
-                f"{self.stream.dir} are kept and recovered by the next `runsync` reader or writer"
+                f"{self.wal.dir} are kept and recovered by the next `runsync` reader or writer"
                 + (f"; {lost} rows held only in memory (the disk was full) are lost" if lost else "")
             )
         self._write_status(state, exit_code)

@@ -71,7 +71,8 @@ class Segment:
 
         Mapped: msync. Append (spec §8.2.1): write(2) the records not yet in the
         file, fdatasync, then store ``synced_off``. Raises OSError if the
-        filesystem refuses; nothing below ``upto`` is then claimed synced.
+        filesystem refuses; an append segment's file is then cut back to where
+        it was, so it never ends in a torn record and holds none of them.
         Bounds what a power loss (mapped) or a kill (append) can cost.
         """
         if upto <= self.synced:
@@ -83,11 +84,20 @@ class Segment:
             self.buf.flush(0, mmap.PAGESIZE)
             self.synced = upto
         elif self.mode == Durability.APPEND and self._fd >= 0:
-            off = self.written
-            while off < upto:  # a short write (signal, full disk) continues where it stopped
-                off += os.pwrite(self._fd, self.view[off:upto], off)
-                self.written = off
-            os.fdatasync(self._fd)
+            start = off = self.written
+            try:
+                while off < upto:  # a short write continues where it stopped
+                    off += os.pwrite(self._fd, self.view[off:upto], off)
+                os.fdatasync(self._fd)
+            except OSError:
+                # All or nothing: cut the file back to the record boundary it had, so that
+                # no torn record is left and the caller knows exactly what is not written.
+                try:
+                    os.ftruncate(self._fd, start)
+                except OSError:
+                    pass
+                raise
+            self.written = upto
             os.pwrite(self._fd, SYNCED_OFF.pack(upto), SYNCED_OFF_POS)
             self.synced = upto
 
