@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -142,9 +143,13 @@ def test_plain_fuse_maps_segments_and_kill9_loses_nothing(tmp_path: Path, childr
         assert status_doc(root / "plain")["durability"] == "mapped"
 
 
-def test_direct_io_kill9_loses_at_most_a_flush_interval(tmp_path: Path, children: Children) -> None:
-    """The issue's case: nothing reaches a part before the kill (part_interval 60 s); the appended WAL holds it."""
+@pytest.mark.parametrize("seed", [1, 2])
+def test_direct_io_kill9_loses_at_most_a_flush_interval(seed: int, tmp_path: Path, children: Children) -> None:
+    """The issue's case: nothing reaches a part before the kill (part_interval 60 s); the appended WAL holds it.
+
+    The kill lands at a random moment of the flush cycle."""
     flush = 0.25
+    delay = random.Random(seed).uniform(0.3, 2.5)
     with bindfs(tmp_path / "src", tmp_path / "mnt", direct_io=True) as mnt:
         root = mnt / "runs"
         ack = new_ack_file(tmp_path / "dio.ack")
@@ -154,7 +159,7 @@ def test_direct_io_kill9_loses_at_most_a_flush_interval(tmp_path: Path, children
         samples = AckLog(child)
         try:
             child.wait_acked(5000)
-            time.sleep(2.0)
+            time.sleep(delay)
         finally:
             killed_at = time.monotonic()
             acked = child.kill9()
