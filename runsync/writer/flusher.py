@@ -23,7 +23,14 @@ from ..format.meta import ConfigDoc, Durability, State, Status, SummaryDoc, save
 from ..format.wal import Columns, Decoder
 from .encoder import Encoder
 from .report import Reporter
-from .segments import MappingUnsupported, allocate_append_segment, allocate_file_segment
+from .segments import (
+    MappingUnsupported,
+    Segment,
+    adopt_file,
+    allocate_append_segment,
+    allocate_file_segment,
+    open_append_file,
+)
 from .settings import Settings
 
 __all__ = ["Flusher", "merge_group", "FULL", "short_switch_interval", "mapping_warning"]
@@ -145,7 +152,8 @@ class Flusher:
         self._failing: set[str] = set()  # kinds of writes currently failing
         self._reported = False
         self._memory_rows = 0  # pending rows whose records live only in memory segments
-        # Append segments (spec §8.2.1), by segno: pending rows decoded from it that are not yet in its file.
+        # Append mode (spec §8.2.1), by segno: pending rows decoded from a segment that are not yet in its
+        # file (in append mode a memory segment is an append segment whose file is made when it is written).
         self._unwritten: dict[int, int] = {}
         self.media: Any = None  # a MediaStore when this pipeline writes history (spec §13)
 
@@ -264,13 +272,14 @@ class Flusher:
                 if off <= seg.read:
                     continue
                 if seg.mode != Durability.MAPPED:
-                    self.status.durability = Durability.weakest(self.status.durability or seg.mode, seg.mode)
+                    mode = Durability.APPEND if self.append else seg.mode  # append mode: memory is promoted
+                    self.status.durability = Durability.weakest(self.status.durability or mode, mode)
                 got = Columns()
                 seg.read = self.decoder.decode(seg.view, seg.read, off, got)
-                if not seg.durable:
-                    self._memory_rows += got.rows
-                elif seg.mode == Durability.APPEND and got.rows:
+                if seg.mode == Durability.APPEND or (self.append and not seg.durable):
                     self._unwritten[seg.segno] = self._unwritten.get(seg.segno, 0) + got.rows
+                elif not seg.durable:
+                    self._memory_rows += got.rows
                 if got.max_seq >= 0:
                     seg.max_seq = got.max_seq
                 if got:
@@ -384,17 +393,31 @@ class Flusher:
                     seg.close(unlink=True)
         return True
 
+    def _persist(self, seg: Segment) -> None:
+        """Append mode: write a segment's decoded records to its file, first making the file of a
+        memory segment the writer had to take (no spare was ready). Raises OSError (spec §8.2.1)."""
+        if not seg.durable:
+            path = self.wal.segment(self.enc.incarnation, seg.segno)
+            fd = open_append_file(path, self.enc.incarnation, seg.segno)
+            with self.enc.lock:
+                adopt_file(seg, path, fd)
+                self.enc.memory_used -= seg.cap  # no longer a memory segment (Encoder.release)
+        seg.sync(seg.read)
+        self._unwritten.pop(seg.segno, None)
+
     def _sync_segments(self) -> None:
         appended = False
         for seg in list(self.enc.segs):
-            if seg.mode == Durability.APPEND:
+            if seg.mode == Durability.APPEND or (self.append and not seg.durable):
                 # Append mode: this write is what makes the records survive a kill (spec §8.2.1).
+                # In segment order, stopping at a failure: the files always hold a prefix of the log.
                 try:
-                    seg.sync(seg.read)
-                    self._unwritten.pop(seg.segno, None)
+                    self._persist(seg)
                     appended = True
                 except (OSError, ValueError) as e:
                     if isinstance(e, OSError):
+                        if not seg.durable:
+                            self.status.durability = Durability.MEMORY
                         self._disk_problem("append", "write-ahead log", e)
                     return
             elif seg.durable:
@@ -449,19 +472,25 @@ class Flusher:
             self.enc.spare.clear()
         for seg in spares:
             seg.close(unlink=True)
+        failed = False
         for seg in list(self.enc.segs):
             seg.sealed = True
+            if not complete and not failed and (seg.durable or self.append):
+                try:
+                    if seg.mode == Durability.MAPPED:
+                        seg.sync(seg.read)
+                    else:
+                        self._persist(seg)
+                    continue
+                except (OSError, ValueError):
+                    failed = seg.mode != Durability.MAPPED  # later appends would leave a gap
+                    if seg.durable:
+                        continue
             if complete or not seg.durable:
                 self.enc.release(seg)
                 try:
                     seg.close(unlink=complete)
                 except (BufferError, OSError):
-                    pass
-            else:
-                try:
-                    seg.sync(seg.read)
-                    self._unwritten.pop(seg.segno, None)
-                except (OSError, ValueError):
                     pass
         if not complete:
             # Rows only in memory, and rows of append segments whose file could not take them, are lost.

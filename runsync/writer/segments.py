@@ -28,6 +28,8 @@ __all__ = [
     "MappingUnsupported",
     "allocate_file_segment",
     "allocate_append_segment",
+    "open_append_file",
+    "adopt_file",
     "memory_segment",
     "put_record",
 ]
@@ -164,18 +166,12 @@ def _check_reserved(fd: int, size: int, path: Path) -> None:
         raise MappingUnsupported(errno.EOPNOTSUPP, "filesystem does not reserve blocks for the segment", str(path))
 
 
-def allocate_append_segment(path: Path, size: int, incarnation: int, segno: int) -> Segment:
-    """Create an append-mode segment file (spec §8.2.1): header only; records follow each flush.
-
-    ``size`` is the capacity of its in-memory buffer (an anonymous mapping, so
-    untouched pages cost nothing), which log() fills as it would a mapping.
-    """
+def open_append_file(path: Path, incarnation: int, segno: int) -> int:
+    """Create an append-mode segment file holding just its header (spec §8.2.1); return its fd."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.pwrite(fd, encode_segment_header(incarnation, segno, FLAG_APPEND), 0)
         fsync_dir(path.parent)
-        buf = mmap.mmap(-1, size)
-        buf[:SEGMENT_HEADER_SIZE] = encode_segment_header(incarnation, segno, FLAG_APPEND)
     except BaseException:
         os.close(fd)
         try:
@@ -183,7 +179,36 @@ def allocate_append_segment(path: Path, size: int, incarnation: int, segno: int)
         except OSError:
             pass
         raise
+    return fd
+
+
+def allocate_append_segment(path: Path, size: int, incarnation: int, segno: int) -> Segment:
+    """Create an append-mode segment (spec §8.2.1): the file has its header; records follow each flush.
+
+    ``size`` is the capacity of its in-memory buffer (an anonymous mapping, so
+    untouched pages cost nothing), which log() fills as it would a mapping.
+    """
+    fd = open_append_file(path, incarnation, segno)
+    try:
+        buf = mmap.mmap(-1, size)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    buf[:SEGMENT_HEADER_SIZE] = encode_segment_header(incarnation, segno, FLAG_APPEND)
     return Segment(buf, path, segno, fd, mode=Durability.APPEND)
+
+
+def adopt_file(seg: Segment, path: Path, fd: int) -> None:
+    """Make a memory segment an append segment writing to ``fd`` (its file holds only the header yet).
+
+    In append mode a memory segment — taken when no spare was ready — is not a
+    weaker kind: its records reach a file at the next flush like any others.
+    """
+    seg.path = path
+    seg._fd = fd
+    seg.mode = Durability.APPEND
+    seg.written = seg.synced = SEGMENT_HEADER_SIZE
 
 
 def _write_zeros(fd: int, size: int, off: int) -> None:
