@@ -35,6 +35,7 @@ from test_crash import (
     Child,
     Children,
     check_crashed_run,
+    check_files_whole,
     child_config,
     children,  # noqa: F401  (fixture)
     new_ack_file,
@@ -166,6 +167,7 @@ def test_direct_io_kill9_loses_at_most_a_flush_interval(seed: int, tmp_path: Pat
             samples.stop()
         run_dir = root / "dio"
         assert not list((run_dir / "history").glob("*.parquet")), "a part was written: the test checks the WAL"
+        check_files_whole(run_dir)
         view = runsync.open_run(run_dir)
         assert view.status == "crashed"
         steps = _stored(run_dir)
@@ -332,9 +334,10 @@ def test_direct_io_memory_segments_reach_files_too(tmp_path: Path) -> None:
             run._flusher._alloc_stop = True  # the allocator stops: every switch takes a memory segment
             run._flusher._alloc_wake.set()
             time.sleep(0.2)
-            for i in range(20000):  # ~15 segments of 64 KiB
-                run.log({"i": i})
-            assert any(not s.durable for s in run._enc.segs), "the test meant to use memory segments"
+            with run._flusher.mu:  # no flusher round meanwhile
+                for i in range(20000):  # ~15 segments of 64 KiB
+                    run.log({"i": i})
+                assert any(not s.durable for s in run._enc.segs), "the test meant to use memory segments"
             time.sleep(0.5)  # a few flusher rounds
             assert all(s.durable for s in run._enc.segs)
             # a reader sees only files: every call is in one

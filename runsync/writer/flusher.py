@@ -370,14 +370,16 @@ class Flusher:
 
     def _allocate_spare(self, now: float) -> bool:
         segno = self.enc.take_segno()
-        path, size, inc = self.wal.segment(self.enc.incarnation, segno), self.settings.segment_size, self.enc.incarnation
+        inc, size = self.enc.incarnation, self.settings.segment_size
+        path = self.wal.segment(inc, segno)
         try:
             if not self.append:
                 try:
                     seg = allocate_file_segment(path, size, inc, segno)
                 except MappingUnsupported:
                     self.append = True
-                    mapping_warning(self.reporter, self.wal.dir, self.settings.flush_interval)
+                    where = self.run.dir if self.wal is self.stream else self.wal.dir
+                    mapping_warning(self.reporter, where, self.settings.flush_interval)
             if self.append:
                 seg = allocate_append_segment(path, size, inc, segno)
         except OSError as e:
