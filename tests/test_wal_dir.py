@@ -66,6 +66,9 @@ def test_wal_dir_kill9_loses_nothing_on_the_same_node(tmp_path: Path, children: 
     assert [p for p in local.rglob("*") if WAL_NAME.match(p.name)]
     assert not [p for p in (root / "wl").rglob("*") if WAL_NAME.match(p.name)]
     assert runsync.open_run(root / "wl").streams()[0]["tail_visible"]
+    # the runs table reads the tail too (its summary is the last logged value, not the last document's)
+    table = runsync.runs(root)
+    assert table["summary.i"].tolist() == [n - 1]
 
 
 def test_other_node_sees_parts_only_and_says_so(tmp_path: Path, children: Children) -> None:

@@ -188,8 +188,9 @@ def build_record(run_dir: Path, now: float | None = None,
             end = s.claim.time
         if end is not None:
             ends.append(end)
-        if any(n.startswith("wal.") for n in names):
-            with_tails = True
+        if any(n.startswith("wal.") for n in names) or (
+                s.claim.wal_dir is not None and s.state not in (State.FINISHED, State.FAILED)):
+            with_tails = True  # segments here, or in a local WAL directory (spec §8.5, since 1.3)
         first = s.claim.time if s.incarnation == 0 else None
         if first is None:
             incs = st.incarnations()
