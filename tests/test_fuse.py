@@ -150,7 +150,7 @@ def test_direct_io_kill9_loses_at_most_a_flush_interval(seed: int, tmp_path: Pat
 
     The kill lands at a random moment of the flush cycle."""
     flush = 0.25
-    delay = random.Random(seed).uniform(0.3, 2.5)
+    delay = random.Random(seed).uniform(1.0, 4.0)
     with bindfs(tmp_path / "src", tmp_path / "mnt", direct_io=True) as mnt:
         root = mnt / "runs"
         ack = new_ack_file(tmp_path / "dio.ack")
@@ -178,8 +178,8 @@ def test_direct_io_kill9_loses_at_most_a_flush_interval(seed: int, tmp_path: Pat
                                  f"first gaps/duplicates {gaps}")
         assert n <= acked + 1
         # The bound of spec §9.4: a flush interval plus one flusher round. A round here is a
-        # drain and one write(2): allow it a second on a loaded machine.
-        window = flush + 1.0
+        # drain and one write(2): allow it 1.5 s on a loaded, shared machine.
+        window = flush + 1.5
         at_risk = acked - samples.acked_before(killed_at - window)
         lost = acked - n
         assert lost <= at_risk, f"lost {lost} of {acked} acknowledged calls; at most {at_risk} (the last {window} s)"
@@ -254,9 +254,11 @@ def test_wal_dir_keeps_the_mapped_log_local(tmp_path: Path, children: Children) 
         ack = new_ack_file(tmp_path / "wd.ack")
         cfg = child_config(root, "wd", ack, "mixed", wal_dir=str(local))
         child = children.start(cfg)
+        history = root / "wd" / "history"
         try:
             child.wait_acked(20000)
-            time.sleep(0.5)
+            child.wait_until("a history part", lambda: any(history.glob("*.parquet")), poll=0.01)
+            time.sleep(0.2)
             live = [p for p in local.rglob("*") if WAL_NAME.match(p.name)]
         finally:
             acked = child.kill9()
@@ -338,10 +340,12 @@ def test_direct_io_memory_segments_reach_files_too(tmp_path: Path) -> None:
                 for i in range(20000):  # ~15 segments of 64 KiB
                     run.log({"i": i})
                 assert any(not s.durable for s in run._enc.segs), "the test meant to use memory segments"
-            time.sleep(0.5)  # a few flusher rounds
-            assert all(s.durable for s in run._enc.segs)
-            # a reader sees only files: every call is in one
+            # A reader sees only files: after a few flusher rounds (slow on a loaded machine) every call is in one.
+            deadline = time.monotonic() + 20
+            while _stored(mnt / "mem") != list(range(20000)) and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert _stored(mnt / "mem") == list(range(20000))
+            assert all(s.durable for s in run._enc.segs)
             assert run._flusher.status.durability == "append"
             assert run._enc.memory_used == 0
         finally:
