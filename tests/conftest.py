@@ -13,7 +13,7 @@ FAST = runsync.Settings(flush_interval=0.05, part_interval=0.2, heartbeat_interv
 @pytest.fixture(autouse=True)
 def _quiet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests run silent and never inherit a user's runsync environment."""
-    for var in ("RUNSYNC_MODE", "RUNSYNC_DIR", "RUNSYNC_PROJECT", "RUNSYNC_STREAM", "RANK", "WORLD_SIZE"):
+    for var in ("RUNSYNC_MODE", "RUNSYNC_DIR", "RUNSYNC_PROJECT", "RUNSYNC_STREAM", "RUNSYNC_WAL_DIR", "RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("RUNSYNC_SILENT", "1")
     # Sidecars that watch the whole process are tested on their own (test_system*, test_console*).

@@ -47,6 +47,8 @@ def main() -> None:
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), json.dumps(gc)])
         put(3, proc.pid)
 
+    if cfg.get("wal_dir"):
+        os.environ["RUNSYNC_WAL_DIR"] = cfg["wal_dir"]
     import runsync
 
     settings = runsync.Settings(**cfg["settings"])

@@ -108,10 +108,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"path     {view.path}")
     for s in meta["streams"]:
         print(f"stream   {s['stream']}: {s['state']} (incarnation {s['incarnation']}, pid {s['pid']} on {s['host']}"
-              + (f", {s['dropped_rows']} rows dropped" if s.get("dropped_rows") else "") + ")")
+              + (f", {s['dropped_rows']} rows dropped" if s.get("dropped_rows") else "")
+              + (f", write-ahead log {s['durability']}" if s.get("durability") else "")
+              + (f" in {s['wal_dir']}" if s.get("wal_dir") else "") + ")")
         if s.get("error"):
             label = "cause   " if s["state"] == "failed" else "problem "
             print(f"  {label} {s['error']}")
+        if not s.get("tail_visible", True):
+            print(f"         its write-ahead log is on host {s['host']}, not readable here: rows since the last "
+                  "history part are not shown")
     print("\nconfig")
     for k, v in flat(config):
         print(f"  {k} = {fmt(v)}")

@@ -68,7 +68,7 @@ class Follower:
         tails: dict[str, Any] = {}
         for st in layout.streams():
             cols = Columns()
-            for _inc, tail in stream_tails(layout.history, st, -1):
+            for _inc, tail in stream_tails(st, -1, parts_dir=layout.history).tails:
                 cols.extend(tail)
             tails[st.name] = cols
         parts = select_cover(list_parts(layout.history))

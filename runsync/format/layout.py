@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ __all__ = [
     "check_run_id",
     "find_run_dir",
     "iter_run_dirs",
+    "wal_stream_dir",
 ]
 
 RUN_JSON = "run.json"
@@ -177,3 +179,16 @@ def find_run_dir(root: Path, run_id: str) -> Path | None:
 def iter_run_dirs(root: Path) -> list[Path]:
     """Run directories directly under ``root`` (those holding a run.json), sorted by name."""
     return [root / n for n in sorted(_listdir(root)) if (root / n / RUN_JSON).is_file()]
+
+
+def wal_stream_dir(wal_root: Path, run_dir: Path, stream_dir: Path) -> Path:
+    """Where a stream keeps its WAL segments under a local ``wal_dir`` (spec §8.5, since 1.3).
+
+    ``<wal_root>/<run id>.<8 hex of the run directory's absolute path>/<stream dir relative to the
+    run>``: runs of the same id in different roots do not collide. Absolute, because the claim
+    records it (spec §6.1 ``wal_dir``) for readers and the next writer on the same host.
+    """
+    run_abs = os.path.abspath(run_dir)
+    tag = hashlib.sha256(run_abs.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    rel = os.path.relpath(os.path.abspath(stream_dir), run_abs)
+    return Path(os.path.abspath(wal_root)) / f"{Path(run_abs).name}.{tag}" / rel

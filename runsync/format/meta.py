@@ -30,6 +30,7 @@ __all__ = [
     "ConfigDoc",
     "SummaryDoc",
     "State",
+    "Durability",
     "read_json",
     "dump_json",
     "load_doc",
@@ -83,7 +84,24 @@ class Claim:
     first_seq: int
     heartbeat_interval: float
     time_floor: float = float("-inf")
+    # Where this incarnation's WAL segments live when not in the stream directory: an absolute
+    # path on the writer host's local disk (spec §6.1, §8.5; since 1.3). None: the stream directory.
+    wal_dir: str | None = None
     format: str = FORMAT_VERSION
+
+
+class Durability:
+    """How a stream's WAL held records (spec §7.2 ``durability``, §9.4; since 1.3), weakest last."""
+
+    MAPPED = "mapped"  # preallocated MAP_SHARED segments: a kill -9 loses nothing log() returned from
+    APPEND = "append"  # the filesystem cannot map files: appended each flush, ~flush_interval at risk
+    MEMORY = "memory"  # in-memory fallback segments (full disk): lost on a kill
+    ORDER = (MAPPED, APPEND, MEMORY)
+
+    @classmethod
+    def weakest(cls, a: str, b: str) -> str:
+        rank = {m: i for i, m in enumerate(cls.ORDER)}
+        return a if rank.get(a, 0) >= rank.get(b, 0) else b
 
 
 @dataclass
@@ -106,6 +124,8 @@ class Status:
     last_step: int = -1
     dropped_rows: int = 0
     error: str | None = None
+    # The weakest WAL mode (Durability) this incarnation used so far (since 1.3); None: not recorded.
+    durability: str | None = None
     format: str = FORMAT_VERSION
 
 

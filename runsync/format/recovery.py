@@ -21,9 +21,8 @@ import pyarrow as pa
 
 from .history import columns_to_table, list_parts, part_stats
 from .layout import RunLayout, StreamLayout
-from .liveness import same_boot
 from .meta import Claim, ConfigDoc, State, Status, SummaryDoc, load_doc
-from .tail import read_tail
+from .tail import stream_tails
 from .wal import Columns
 
 __all__ = ["StreamHistory", "TailPart", "scan_stream", "recovery_steps", "crashed_status"]
@@ -38,6 +37,9 @@ class StreamHistory:
     max_time: float = float("-inf")
     tails: list[tuple[int, Columns]] = field(default_factory=list)
     incarnations: list[int] = field(default_factory=list)
+    claims: dict[int, Claim] = field(default_factory=dict)
+    # The latest incarnation crashed with its WAL on another host's disk (spec §8.5): lost from here.
+    lost_wal: Claim | None = None
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,10 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
     covered = h.max_seq
     for applied in (_applied_seq(SummaryDoc, stream.summary), _applied_seq(ConfigDoc, stream.config)):
         h.max_seq = max(h.max_seq, applied)
-    parts_time = h.max_time  # the floor of tails starts at the parts' greatest time too (spec §4.3)
-    for inc in h.incarnations:
-        c = load_doc(Claim, stream.claim(inc))
-        floor = max(c.time_floor, parts_time)
-        tail = read_tail(stream, inc, covered, floor, same_boot=same_boot(c.host, c.boot_id))
+    # each tail where its claim keeps it (a local wal_dir, §6.1), its floor from the parts too (§4.3)
+    found = stream_tails(stream, covered, h.incarnations, parts_dir=run.history)
+    h.claims = found.claims
+    for inc, tail in found.tails:
         if tail:
             h.tails.append((inc, tail))
             h.max_seq = max(h.max_seq, tail.max_seq)

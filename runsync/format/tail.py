@@ -1,13 +1,17 @@
 """Reading the WAL tail of an incarnation: what it logged beyond its parts (spec §8.5).
 
 Used read-only by readers (a live or crashed writer's newest rows) and by the
-writer's recovery, which turns a dead incarnation's tail into a part.
+writer's recovery, which turns a dead incarnation's tail into a part. An
+incarnation's segments are in the stream directory, or where its claim's
+``wal_dir`` says (since 1.3): a local disk of the writer's host, readable only
+there (``stream_tails``).
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,31 +19,38 @@ import numpy as np
 from .errors import CorruptFileError
 from .history import list_parts, part_stats
 from .layout import StreamLayout
+from .liveness import host_identity
 from .liveness import same_boot as ran_in_this_boot
 from .meta import Claim, load_doc
 from .wal import SEGMENT_HEADER_SIZE, Columns, Decoder, decode_segment_header
 
-__all__ = ["read_tail", "filter_seq", "tail_time_floor", "stream_tails"]
+__all__ = ["read_tail", "filter_seq", "tail_time_floor", "stream_tails", "StreamTails", "wal_location"]
 
 _RESCANS = 5
 
 
-def filter_seq(cols: Columns, above: int) -> Columns:
-    """Rows and META records of ``cols`` whose seq is greater than ``above``."""
+def filter_seq(cols: Columns, above: int, below: int | None = None) -> Columns:
+    """Rows and META records of ``cols`` whose seq is greater than ``above`` (and less than ``below``)."""
     out = Columns()
     for key, chunks in cols.chunks.items():
         for vtype, steps, times, seqs, values in chunks:
-            if len(seqs) and seqs[0] > above:
+            if len(seqs) and seqs[0] > above and (below is None or seqs[-1] < below):
                 out.add(key, vtype, steps, times, seqs, values)
                 continue
             mask = seqs > above
+            if below is not None:
+                mask &= seqs < below
             if not mask.any():
                 continue
             idx = np.nonzero(mask)[0]
             vals = None if values is None else (values[idx] if isinstance(values, np.ndarray) else [values[i] for i in idx])
             out.add(key, vtype, steps[idx], times[idx], seqs[idx], vals)
-    out.meta = [m for m in cols.meta if m.seq > above]
-    out.max_seq = cols.max_seq if out else -1
+    out.meta = [m for m in cols.meta if m.seq > above and (below is None or m.seq < below)]
+    if below is None:
+        out.max_seq = cols.max_seq if out else -1
+    else:
+        seqs = [int(c[3][-1]) for chunks in out.chunks.values() for c in chunks if len(c[3])]
+        out.max_seq = max(seqs + [m.seq for m in out.meta], default=-1)
     return out
 
 
@@ -48,12 +59,16 @@ def _read_segment(path: Path) -> bytes:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return b""
-        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as m:
-            return bytes(m)
+        try:
+            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as m:
+                return bytes(m)
+        except OSError:  # a filesystem that cannot map files (FUSE direct_io: ENODEV), spec §8.2.1
+            return f.read(size)
 
 
 def read_tail(
-    stream: StreamLayout, incarnation: int, above: int, time_floor: float = float("-inf"), same_boot: bool = True
+    stream: StreamLayout, incarnation: int, above: int, time_floor: float = float("-inf"), same_boot: bool = True,
+    below: int | None = None,
 ) -> Columns:
     """Decode every record of ``incarnation`` with seq > ``above`` from its segments.
 
@@ -61,7 +76,9 @@ def read_tail(
     unwritten record. If the machine rebooted since the writer ran
     (``same_boot=False``), only the part below each segment's ``synced_off`` is
     trusted (spec §8.5). Segments that vanish meanwhile (released by their
-    writer after their rows reached a part) are skipped.
+    writer after their rows reached a part) are skipped. With ``below``, records
+    with seq >= below are left out: a later incarnation's claim started there
+    without seeing them (spec §8.5).
     """
     decoder = Decoder(verify=True, time_floor=time_floor)
     cols = Columns()
@@ -80,7 +97,7 @@ def read_tail(
             raise CorruptFileError(f"segment claims incarnation {got_inc}", path)
         end = len(data) if same_boot else min(len(data), synced)
         decoder.decode(data, SEGMENT_HEADER_SIZE, end, cols, path)
-    return filter_seq(cols, above)
+    return filter_seq(cols, above, below)
 
 
 def tail_time_floor(parts_dir: Path, stream: str, claim_floor: float) -> float:
@@ -103,23 +120,66 @@ def tail_time_floor(parts_dir: Path, stream: str, claim_floor: float) -> float:
     return floor
 
 
-def stream_tails(parts_dir: Path, stream: StreamLayout, above: int) -> list[tuple[int, Columns]]:
-    """Every incarnation's tail of ``stream`` with seq > ``above``, oldest first (spec §8.5).
 
-    Read-only; only streams that still have segments pay for the floor's part scan.
+
+def wal_location(stream: StreamLayout, claim: Claim, host: str) -> StreamLayout | None:
+    """Where ``claim``'s incarnation keeps its segments, or None where this host cannot see them.
+
+    The stream directory unless the claim names a ``wal_dir`` (since 1.3). That
+    is a local disk of the claim's host: another host does not read it (the
+    same path there is another disk), and a directory that is gone holds nothing.
     """
-    incs = sorted({inc for inc, _n, _p in stream.segments()})
-    if not incs:
-        return []
-    out: list[tuple[int, Columns]] = []
-    floor: float | None = None
+    if claim.wal_dir is None:
+        return stream
+    if claim.host != host or not os.path.isdir(claim.wal_dir):
+        return None
+    return StreamLayout(Path(claim.wal_dir), stream.name)
+
+
+@dataclass
+class StreamTails:
+    """The WAL tails of a stream's incarnations, and the incarnations whose WAL this host cannot see."""
+
+    tails: list[tuple[int, Columns]] = field(default_factory=list)
+    unseen: list[Claim] = field(default_factory=list)
+    claims: dict[int, Claim] = field(default_factory=dict)
+
+
+def stream_tails(stream: StreamLayout, above: int, incarnations: list[int] | None = None,
+                 parts_dir: Path | None = None) -> StreamTails:
+    """Tails (records with seq > ``above``) of every incarnation of ``stream`` that still has segments.
+
+    Each incarnation's segments are read where its claim puts them
+    (``wal_location``); records at or beyond the next incarnation's
+    ``first_seq`` are left out, because that claimer did not see them (its
+    predecessor's WAL was on another host's disk) and reused their seqs (spec §8.5).
+    With ``parts_dir`` (the stream's table directory), each tail's time floor starts
+    at the parts' greatest time too (§4.3): only streams with a tail pay that scan.
+    """
+    out = StreamTails()
+    host = host_identity()[0]
+    parts_floor: float | None = None
+    incs = stream.incarnations() if incarnations is None else incarnations
+    in_stream = {inc for inc, _n, _p in stream.segments()}
     for inc in incs:
         try:
-            c = load_doc(Claim, stream.claim(inc))
+            out.claims[inc] = load_doc(Claim, stream.claim(inc))
         except FileNotFoundError:
             continue
-        if floor is None:
-            floor = tail_time_floor(parts_dir, stream.name, float("-inf"))
-        tail = read_tail(stream, inc, above, max(c.time_floor, floor), same_boot=ran_in_this_boot(c.host, c.boot_id))
-        out.append((inc, tail))
+    ordered = sorted(out.claims)
+    for i, inc in enumerate(ordered):
+        c = out.claims[inc]
+        below = out.claims[ordered[i + 1]].first_seq if i + 1 < len(ordered) else None
+        wal = wal_location(stream, c, host)
+        if wal is None:
+            out.unseen.append(c)
+            continue
+        if wal is stream and inc not in in_stream:
+            continue  # no segments left: everything was covered (spec §8.2 lifetime)
+        if parts_dir is not None and parts_floor is None:
+            parts_floor = tail_time_floor(parts_dir, stream.name, float("-inf"))
+        floor = c.time_floor if parts_floor is None else max(c.time_floor, parts_floor)
+        tail = read_tail(wal, inc, above, floor, same_boot=ran_in_this_boot(c.host, c.boot_id), below=below)
+        if tail:
+            out.tails.append((inc, tail))
     return out

@@ -6,7 +6,9 @@ stores that header *last*, so a reader that meets a zero length has reached the
 end and a kill can never leave a torn record behind. ROW records (the hot path)
 carry crc 0, "not computed"; the segment header's ``synced_off`` says how far
 the segment is known to be on stable storage, which bounds what is trusted after
-a reboot (spec §8.2, §9).
+a reboot (spec §8.2, §9). An append-mode segment (since 1.3, flag
+``FLAG_APPEND``) is not preallocated: the writer's flusher appends whole
+records with write(2), so its end is the file end (spec §8.2.1).
 
 This module defines the byte layout and decodes it into columns. The writer
 packs records with the Struct objects defined here.
@@ -34,6 +36,7 @@ __all__ = [
     "SEGMENT_HEADER_SIZE",
     "SYNCED_OFF",
     "SYNCED_OFF_POS",
+    "FLAG_APPEND",
     "HEADER",
     "Kind",
     "MetaOp",
@@ -53,11 +56,13 @@ __all__ = [
 ]
 
 MAGIC = b"RSYNCWAL"
-# magic, format major, format minor, incarnation, segment number, synced_off; padded to 64 bytes.
-SEGMENT_HEADER = struct.Struct("<8sHHII4xQ")
+# magic, format major, format minor, incarnation, segment number, flags (since 1.3; reserved zero
+# before), synced_off; padded to 64 bytes.
+SEGMENT_HEADER = struct.Struct("<8sHHIIIQ")
 SEGMENT_HEADER_SIZE = 64
 SYNCED_OFF = struct.Struct("<Q")
 SYNCED_OFF_POS = 24
+FLAG_APPEND = 1  # header flag (since 1.3): records are appended with write(2), not mapped (spec §8.2.1)
 HEADER = struct.Struct("<II")  # record length (incl. header, multiple of 8), crc32 of body
 
 
@@ -82,8 +87,8 @@ def align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def encode_segment_header(incarnation: int, segno: int) -> bytes:
-    head = SEGMENT_HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, incarnation, segno, SEGMENT_HEADER_SIZE)
+def encode_segment_header(incarnation: int, segno: int, flags: int = 0) -> bytes:
+    head = SEGMENT_HEADER.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, incarnation, segno, flags, SEGMENT_HEADER_SIZE)
     return head.ljust(SEGMENT_HEADER_SIZE, b"\0")
 
 
@@ -95,7 +100,7 @@ def decode_segment_header(data: bytes, path: Path | str | None = None) -> tuple[
     """
     if len(data) < SEGMENT_HEADER_SIZE or not any(data[:SEGMENT_HEADER_SIZE]):
         return None
-    magic, major, minor, inc, segno, synced = SEGMENT_HEADER.unpack_from(data, 0)
+    magic, major, minor, inc, segno, _flags, synced = SEGMENT_HEADER.unpack_from(data, 0)
     if magic != MAGIC:
         raise CorruptFileError("not a runsync WAL segment (bad magic)", path)
     check_version(f"{major}.{minor}", path)

@@ -198,8 +198,9 @@ def build_record(run_dir: Path, now: float | None = None,
             end = s.claim.time
         if end is not None:
             ends.append(end)
-        if any(n.startswith("wal.") for n in names):
-            with_tails = True
+        if any(n.startswith("wal.") for n in names) or (
+                s.claim.wal_dir is not None and s.state not in (State.FINISHED, State.FAILED)):
+            with_tails = True  # segments here, or in a local WAL directory (spec §8.5, since 1.3)
             if s.state == State.CRASHED:
                 # A dead writer's status is as old as its last heartbeat; its rows since are in its tail
                 # (spec §8.5). Only such runs pay this decode, and the record is cached: a resume or

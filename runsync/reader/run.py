@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,19 @@ from ..format.errors import NotARunError
 from ..format.files import FileEntry, FilesDoc, object_path
 from ..format.history import columns_to_table, empty_table, list_parts, read_part, resolve, select_cover, to_wide
 from ..format.layout import HISTORY_DIR, SYSTEM_DIR, RunLayout, StreamLayout, stream_order
-from ..format.liveness import run_state, stream_state
+from ..format.liveness import StreamState, host_identity, run_state, stream_state
 from ..format.manifest import blob_path
 from ..format.meta import Claim, ConfigDoc, RunInfo, State, SummaryDoc, deep_update, load_doc
 from ..format.recovery import scan_stream
-from ..format.tail import filter_seq, stream_tails
+from ..format.tail import filter_seq, stream_tails, wal_location
 from ..format.wal import Columns
 from .streams import REDUCTIONS, check_streams, first_by_stream, reduce_over_streams, select_streams, shares_keys
 
-__all__ = ["RunView", "open_run"]
+__all__ = ["RunView", "open_run", "UnreadableTailWarning"]
+
+
+class UnreadableTailWarning(UserWarning):
+    """A live or crashed stream keeps its WAL on another host's disk: this read shows its parts only (§8.5)."""
 
 _RETRIES = 5
 
@@ -103,10 +108,13 @@ class RunView:
             if s.status is not None and s.status.incarnation == s.incarnation:
                 d.update(started=s.status.started, heartbeat=s.status.heartbeat, ended=s.status.ended,
                          exit_code=s.status.exit_code, last_step=s.status.last_step,
-                         dropped_rows=s.status.dropped_rows, error=s.status.error)
+                         dropped_rows=s.status.dropped_rows, error=s.status.error,
+                         durability=s.status.durability)
             else:
-                d.update(started=s.claim.time, heartbeat=s.claim.time)
-            if s.state == State.CRASHED and st.segments():
+                d.update(started=s.claim.time, heartbeat=s.claim.time, durability=None)
+            d["wal_dir"] = s.claim.wal_dir
+            d["tail_visible"] = not _tail_unseen(st, s)
+            if s.state == State.CRASHED and (st.segments() or s.claim.wal_dir):
                 # A dead writer's status is as old as its last heartbeat; its later rows are in its tail (§8.5).
                 h = scan_stream(self.layout, st)
                 d["last_step"] = max(d.get("last_step", -1), h.max_step)
@@ -168,8 +176,18 @@ class RunView:
     # -- history --------------------------------------------------------------------
     def _tails(self, st: StreamLayout, above: int, parts_dir: Path | None = None) -> Columns:
         cols = Columns()
-        for _inc, tail in stream_tails(parts_dir or self.layout.history, st, above):
+        found = stream_tails(st, above, parts_dir=parts_dir or self.layout.history)
+        for _inc, tail in found.tails:
             cols.extend(tail)
+        if found.unseen:
+            s = stream_state(st)
+            if s is not None and _tail_unseen(st, s):
+                c = s.claim
+                warnings.warn(
+                    f"run {self.info.id} stream {st.name!r} ({s.state}) keeps its write-ahead log in {c.wal_dir} on "
+                    f"host {c.host}, which this host cannot read: its rows since the last history part (at most the "
+                    "writer's part_interval) are not shown here; read the run on that host to see them",
+                    UnreadableTailWarning, stacklevel=3)
         return cols
 
     def rows(self, keys: list[str] | None = None, table: str = HISTORY_DIR) -> pa.Table:
@@ -363,3 +381,10 @@ def _row_value(row: dict[str, Any]) -> Any:
         return f"<{row['text']}>"
     return None
 
+
+
+def _tail_unseen(st: StreamLayout, s: StreamState) -> bool:
+    """The latest incarnation may hold rows no part has, in a WAL this host cannot read (spec §8.5)."""
+    if s.claim.wal_dir is None or s.state in ("finished", "failed"):
+        return False
+    return wal_location(st, s.claim, host_identity()[0]) is None

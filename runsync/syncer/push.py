@@ -37,7 +37,7 @@ from ..format.manifest import (
 from ..format.meta import RunInfo, load_doc
 from .errors import RemoteError
 from .pools import Progress, each_run, in_flight
-from .remote import Remote, RemoteError, RemoteSetupError
+from .remote import Remote, RemoteSetupError
 from .source import LocalFile, file_stats, find_runs, run_files
 from .state import SyncState
 from .tails import shipped_files

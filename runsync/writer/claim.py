@@ -21,15 +21,23 @@ from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, publish_doc, save_doc
 from ..format.recovery import StreamHistory, recovery_steps, scan_stream
+from ..format.tail import wal_location
 
 __all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
 
 
 def claim_stream(
-    run: RunLayout, stream: StreamLayout, run_id: str, resume: bool, heartbeat_interval: float
+    run: RunLayout, stream: StreamLayout, run_id: str, resume: bool, heartbeat_interval: float,
+    wal_dir: str | None = None,
 ) -> tuple[Claim, StreamHistory]:
-    """Become the writer of ``stream``; raise StreamClaimedError if someone alive is."""
+    """Become the writer of ``stream``; raise StreamClaimedError if someone alive is.
+
+    ``wal_dir``: where the new incarnation will keep its segments, if not in the
+    stream directory; recorded in the claim (spec §6.1) and created here.
+    """
     os.makedirs(stream.dir, exist_ok=True)
+    if wal_dir is not None:
+        os.makedirs(wal_dir, exist_ok=True)
     me = psutil.Process()
     host, boot = host_identity()
     for _ in range(10):
@@ -66,8 +74,13 @@ def claim_stream(
             first_seq=history.max_seq + 1,
             heartbeat_interval=heartbeat_interval,
             time_floor=history.max_time,
+            wal_dir=wal_dir,
         )
         if publish_doc(claim, stream.claim(inc)):
+            last = history.claims.get(inc - 1)
+            if state is not None and state.state == State.CRASHED and last is not None and last.wal_dir is not None \
+                    and wal_location(stream, last, host) is None:
+                history.lost_wal = last
             return claim, history
     raise StreamClaimedError(f"could not claim stream {stream.name!r} of run {run_id}: too much contention")
 
@@ -91,9 +104,16 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
         save_doc(config, stream.config)
         if part is not None:
             write_part(run.history, stream.name, part.lo, part.hi, part.table)
-    for inc, _segno, path in stream.segments():
-        if inc in history.incarnations:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+    host = host_identity()[0]
+    places = {stream.dir: stream}
+    for c in history.claims.values():
+        wal = wal_location(stream, c, host)
+        if wal is not None:
+            places[wal.dir] = wal
+    for place in places.values():
+        for inc, _segno, path in place.segments():
+            if inc in history.incarnations:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass

@@ -19,14 +19,21 @@ from typing import Any
 
 from ..format.history import Part, columns_to_table, merge_parts, remove_parts, write_part
 from ..format.layout import RunLayout, StreamLayout
-from ..format.meta import ConfigDoc, State, Status, SummaryDoc, save_doc
+from ..format.meta import ConfigDoc, Durability, State, Status, SummaryDoc, save_doc
 from ..format.wal import Columns, Decoder
 from .encoder import Encoder
 from .report import Reporter
-from .segments import allocate_file_segment
+from .segments import (
+    MappingUnsupported,
+    Segment,
+    adopt_file,
+    allocate_append_segment,
+    allocate_file_segment,
+    open_append_file,
+)
 from .settings import Settings
 
-__all__ = ["Flusher", "merge_group", "FULL", "short_switch_interval"]
+__all__ = ["Flusher", "merge_group", "FULL", "short_switch_interval", "mapping_warning"]
 
 _SWITCH = 0.0005
 _switch_lock = threading.Lock()
@@ -62,6 +69,17 @@ _RETRY_DISK = 15.0
 SOFT_MEDIA = 64 << 20  # queued media bytes that make a part due now
 SPARES = 2  # file segments kept ready, so a fast logger never outruns allocation
 FULL = 1 << 30  # level of parts that are never merged
+
+
+def mapping_warning(reporter: Reporter, where: object, flush_interval: float) -> None:
+    """Say once that the WAL is appended, not mapped, and what that costs (spec §8.2.1, §9.4)."""
+    reporter.problem(
+        "wal-mapping",
+        f"the filesystem under {where} does not support shared memory mappings (FUSE direct_io?); logging "
+        f"continues with at most ~{flush_interval:g} s at risk on a hard kill; set RUNSYNC_WAL_DIR to a local disk "
+        "to keep the mapped log there",
+        repeat_after=float("inf"),
+    )
 
 
 def merge_group(parts: list[tuple[int, int]], factor: int, max_rows: int) -> int:
@@ -101,8 +119,13 @@ class Flusher:
         summary: SummaryDoc,
         config: ConfigDoc,
         time_floor: float,
+        wal: StreamLayout | None = None,
     ) -> None:
         self.enc = enc
+        self.wal = wal or stream  # where this incarnation's segments live (spec §6.1 wal_dir)
+        # Append mode (spec §8.2.1): the filesystem under ``wal`` cannot map files.
+        self.append = enc.seg.mode == Durability.APPEND
+        status.durability = Durability.APPEND if self.append else Durability.MAPPED
         self.run = run
         self.stream = stream
         self.settings = settings
@@ -129,6 +152,9 @@ class Flusher:
         self._failing: set[str] = set()  # kinds of writes currently failing
         self._reported = False
         self._memory_rows = 0  # pending rows whose records live only in memory segments
+        # Append mode (spec §8.2.1), by segno: pending rows decoded from a segment that are not yet in its
+        # file (in append mode a memory segment is an append segment whose file is made when it is written).
+        self._unwritten: dict[int, int] = {}
         self.media: Any = None  # a MediaStore when this pipeline writes history (spec §13)
 
     # -- lifecycle ----------------------------------------------------------
@@ -248,9 +274,14 @@ class Flusher:
             for seg, off in work:
                 if off <= seg.read:
                     continue
+                if seg.mode != Durability.MAPPED:
+                    mode = Durability.APPEND if self.append else seg.mode  # append mode: memory is promoted
+                    self.status.durability = Durability.weakest(self.status.durability or mode, mode)
                 got = Columns()
                 seg.read = self.decoder.decode(seg.view, seg.read, off, got)
-                if not seg.durable:
+                if seg.mode == Durability.APPEND or (self.append and not seg.durable):
+                    self._unwritten[seg.segno] = self._unwritten.get(seg.segno, 0) + got.rows
+                elif not seg.durable:
                     self._memory_rows += got.rows
                 if got.max_seq >= 0:
                     seg.max_seq = got.max_seq
@@ -287,6 +318,7 @@ class Flusher:
             return
         self._disk_ok("part")
         self._memory_rows = 0
+        self._unwritten.clear()
         if hi > self.durable_seq:
             self.durable_seq = hi
         self.pending = Columns()
@@ -336,10 +368,18 @@ class Flusher:
 
     def _allocate_spare(self, now: float) -> bool:
         segno = self.enc.take_segno()
+        inc, size = self.enc.incarnation, self.settings.segment_size
+        path = self.wal.segment(inc, segno)
         try:
-            seg = allocate_file_segment(
-                self.stream.segment(self.enc.incarnation, segno), self.settings.segment_size, self.enc.incarnation, segno
-            )
+            if not self.append:
+                try:
+                    seg = allocate_file_segment(path, size, inc, segno)
+                except MappingUnsupported:
+                    self.append = True
+                    where = self.run.dir if self.wal is self.stream else self.wal.dir
+                    mapping_warning(self.reporter, where, self.settings.flush_interval)
+            if self.append:
+                seg = allocate_append_segment(path, size, inc, segno)
         except OSError as e:
             self._disk_problem("wal", "write-ahead log segment", e)
             self._spare_retry_at = now + _RETRY_DISK
@@ -353,13 +393,40 @@ class Flusher:
                     seg.close(unlink=True)
         return True
 
+    def _persist(self, seg: Segment) -> None:
+        """Append mode: write a segment's decoded records to its file, first making the file of a
+        memory segment the writer had to take (no spare was ready). Raises OSError (spec §8.2.1)."""
+        if not seg.durable:
+            path = self.wal.segment(self.enc.incarnation, seg.segno)
+            fd = open_append_file(path, self.enc.incarnation, seg.segno)
+            with self.enc.lock:
+                adopt_file(seg, path, fd)
+                self.enc.memory_used -= seg.cap  # no longer a memory segment (Encoder.release)
+        seg.sync(seg.read)
+        self._unwritten.pop(seg.segno, None)
+
     def _sync_segments(self) -> None:
+        appended = False
         for seg in list(self.enc.segs):
-            if seg.durable:
+            if seg.mode == Durability.APPEND or (self.append and not seg.durable):
+                # Append mode: this write is what makes the records survive a kill (spec §8.2.1).
+                # In segment order, stopping at a failure: the files always hold a prefix of the log.
+                try:
+                    self._persist(seg)
+                    appended = True
+                except (OSError, ValueError) as e:
+                    if isinstance(e, OSError):
+                        if not seg.durable:
+                            self.status.durability = Durability.MEMORY
+                        self._disk_problem("append", "write-ahead log", e)
+                    return
+            elif seg.durable:
                 try:
                     seg.sync(seg.read)
                 except (OSError, ValueError):
                     pass
+        if appended:
+            self._disk_ok("append")
 
     def _release_segments(self) -> None:
         for seg in list(self.enc.segs):
@@ -405,26 +472,34 @@ class Flusher:
             self.enc.spare.clear()
         for seg in spares:
             seg.close(unlink=True)
+        failed = False
         for seg in list(self.enc.segs):
             seg.sealed = True
+            if not complete and not failed and (seg.durable or self.append):
+                try:
+                    if seg.mode == Durability.MAPPED:
+                        seg.sync(seg.read)
+                    else:
+                        self._persist(seg)
+                    continue
+                except (OSError, ValueError):
+                    failed = seg.mode != Durability.MAPPED  # later appends would leave a gap
+                    if seg.durable:
+                        continue
             if complete or not seg.durable:
                 self.enc.release(seg)
                 try:
                     seg.close(unlink=complete)
                 except (BufferError, OSError):
                     pass
-            else:
-                try:
-                    seg.sync(seg.read)
-                except (OSError, ValueError):
-                    pass
         if not complete:
-            lost = self._memory_rows
+            # Rows only in memory, and rows of append segments whose file could not take them, are lost.
+            lost = self._memory_rows + sum(self._unwritten.values())
             if lost:
                 self.enc._drop(lost)
             self.reporter.problem(
                 "final", "could not write the last history part; rows in the write-ahead log under "
-                f"{self.stream.dir} are kept and recovered by the next `runsync` reader or writer"
+                f"{self.wal.dir} are kept and recovered by the next `runsync` reader or writer"
                 + (f"; {lost} rows held only in memory (the disk was full) are lost" if lost else "")
             )
         self._write_status(state, exit_code)

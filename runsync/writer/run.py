@@ -25,7 +25,16 @@ from .media_store import MediaStore
 from .names import new_id, new_name
 from .pipeline import open_pipeline
 from .report import Reporter
-from .settings import Settings, env_flag, env_switch, resolve_dir, resolve_mode, resolve_project, resolve_remote
+from .settings import (
+    Settings,
+    env_flag,
+    env_switch,
+    resolve_dir,
+    resolve_mode,
+    resolve_project,
+    resolve_remote,
+    resolve_wal_dir,
+)
 from .sidecar import OneShot, Sidecar, Wrapped
 from .system_table import SystemRecorder
 
@@ -318,6 +327,7 @@ def init(
     system: bool | None = None,
     console: bool | None = None,
     save_code: bool | None = None,
+    wal_dir: str | os.PathLike[str] | None = None,
 ) -> Run:
     """Start (or with ``resume=True`` continue) a run and return it.
 
@@ -336,6 +346,11 @@ def init(
     ``RUNSYNC_CONSOLE=off``) and the code and environment (``save_code=False`` or
     ``RUNSYNC_DISABLE_CODE=true`` to record no git data and no patch;
     ``RUNSYNC_ENVIRONMENT=off`` records no environment at all).
+
+    ``wal_dir`` (or ``$RUNSYNC_WAL_DIR``) keeps the write-ahead log on a local
+    disk while parts and documents go to the run directory: for a run directory
+    on a network or FUSE mount. Only a process on this host can then see or
+    recover rows not yet in a part (spec §8.5).
     """
     global _current
     mode = resolve_mode(mode)
@@ -365,7 +380,8 @@ def init(
             raise RunsyncError(f"run {run_id} belongs to project {existing.project!r}, not {project!r}")
         info = existing
     reporter = Reporter(info.name, silent)
-    main = open_pipeline(layout, stream, run_id, resume, settings, reporter)
+    wal_root = resolve_wal_dir(wal_dir)
+    main = open_pipeline(layout, stream, run_id, resume, settings, reporter, wal_root)
     enc, flusher, history = main.enc, main.flusher, main.history
     media = MediaStore(layout.dir, stream, reporter, settings.memory_limit, flusher.wake, settings.merge_factor)
     flusher.media, enc.media_sink = media, media.add
@@ -382,7 +398,7 @@ def init(
     disable_code = env_switch("RUNSYNC_DISABLE_CODE", None if save_code is None else not save_code, default=False)
     _start_sidecars(run, layout, stream, run_id, main.claim.incarnation, settings, reporter,
                     system=env_switch("RUNSYNC_SYSTEM", system), console=env_switch("RUNSYNC_CONSOLE", console),
-                    disable_code=disable_code)
+                    disable_code=disable_code, wal_root=wal_root)
     if mode == "online" and remote:
         run._live = start_live_sync(layout.dir, remote, settings.sync_interval, reporter)
     verb = "resumed" if history.incarnations else "started"
@@ -392,7 +408,8 @@ def init(
 
 
 def _start_sidecars(run: Run, layout: RunLayout, stream: str, run_id: str, incarnation: int, settings: Settings,
-                    reporter: Reporter, *, system: bool, console: bool, disable_code: bool) -> None:
+                    reporter: Reporter, *, system: bool, console: bool, disable_code: bool,
+                    wal_root: Path | None = None) -> None:
     """Start what records next to history; one that cannot start is reported and skipped."""
     stream_dir = layout.stream(stream).dir
     starters: list[tuple[str, Any]] = []
@@ -406,7 +423,7 @@ def _start_sidecars(run: Run, layout: RunLayout, stream: str, run_id: str, incar
     if env_switch("RUNSYNC_ENVIRONMENT", None):
         starters.append(("environment record", lambda: OneShot("environment record", record_environment, report_env)))
     if system:
-        starters.append(("system metrics", lambda: SystemRecorder(layout, stream, run_id, settings, reporter)))
+        starters.append(("system metrics", lambda: SystemRecorder(layout, stream, run_id, settings, reporter, wal_root)))
     if console:
         def capture() -> Wrapped:
             from .console import ConsoleCapture

@@ -108,3 +108,15 @@ def resolve_remote(mode: str, remote: str | None) -> str | None:
 
 def resolve_project(project: str | None) -> str:
     return project or os.environ.get("RUNSYNC_PROJECT") or "default"
+
+
+def resolve_wal_dir(wal_dir: str | os.PathLike[str] | None) -> Path | None:
+    """Where the WAL goes when not in the run directory: ``init(wal_dir=)`` or ``$RUNSYNC_WAL_DIR`` (spec §8.5).
+
+    Meant for a local disk when the run directory is on a network or FUSE
+    mount. Unset (or empty): the run directory.
+    """
+    raw = wal_dir if wal_dir is not None else (os.environ.get("RUNSYNC_WAL_DIR") or None)
+    if raw is None or str(raw).strip() == "":
+        return None
+    return Path(raw).expanduser().absolute()

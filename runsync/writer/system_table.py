@@ -8,6 +8,8 @@ person wants to see.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..format.layout import SYSTEM_DIR, RunLayout
 from .pipeline import Pipeline, open_pipeline
 from .report import Reporter
@@ -21,11 +23,12 @@ SYSTEM_SEGMENT = 1 << 18  # a window is a few hundred bytes; small WAL segments 
 class SystemRecorder:
     name = "system metrics"
 
-    def __init__(self, layout: RunLayout, stream: str, run_id: str, settings: Settings, reporter: Reporter) -> None:
+    def __init__(self, layout: RunLayout, stream: str, run_id: str, settings: Settings, reporter: Reporter,
+                 wal_root: Path | None = None) -> None:
         from .system import SystemMonitor
 
         self.pipeline: Pipeline = open_pipeline(layout.with_table(SYSTEM_DIR), stream, run_id, True,
-                                                settings.with_(segment_size=SYSTEM_SEGMENT), reporter)
+                                                settings.with_(segment_size=SYSTEM_SEGMENT), reporter, wal_root)
         self.reporter = reporter
         self._forked = False
         enc = self.pipeline.enc
