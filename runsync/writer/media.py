@@ -290,4 +290,34 @@ def prepare_value(key: str, value: Any) -> list[Prepared] | None:
         if len(kinds) > 1:
             raise MediaError(f"log() key {key!r}: a list of media must hold one kind, got {sorted(kinds)}")
         return [v.prepare(key) for v in value]
+    numbers_ = _numbers(value)
+    if numbers_ is not None:
+        return [Histogram(numbers_).prepare(key)]
+    return None
+
+
+def _numbers(value: Any) -> Any:
+    """The values of a list/tuple of real numbers or of a numpy array / torch tensor of ≥ 2 elements, else None.
+
+    Logged as a histogram, as W&B does (spec §5.3, since 1.3). torch is never
+    imported here: a tensor is recognised by its type's module.
+    """
+    t = type(value)
+    if t is list or t is tuple:
+        if value and all(type(v) in (int, float) or isinstance(v, numbers.Real) and not isinstance(v, bool)
+                         for v in value):
+            return value
+        return None
+    module = t.__module__
+    if module == "numpy" and t.__name__ == "ndarray":
+        if value.size >= 2 and value.dtype.kind in "iuf":
+            return value
+        return None
+    if module.startswith("torch") and hasattr(value, "numel") and hasattr(value, "detach"):
+        try:
+            if value.numel() < 2 or value.is_complex() or value.dtype.is_complex:
+                return None
+            return value.detach().cpu().double().numpy()
+        except Exception:
+            return None
     return None
