@@ -63,6 +63,7 @@ class RunInfo:
     job_type: str | None = None
     tags: list[str] = field(default_factory=list)
     notes: str | None = None
+    entity: str | None = None  # since 1.3
     format: str = FORMAT_VERSION
 
 
@@ -108,16 +109,27 @@ class Status:
 
 @dataclass
 class ConfigDoc:
-    """``streams/<s>/config.json`` (spec §3.2): the stream's config, applied up to ``applied_seq``."""
+    """``streams/<s>/config.json`` (spec §3.2): the stream's config, applied up to ``applied_seq``.
+
+    ``metrics`` (since 1.3) holds the ``define_metric()`` definitions (DEFINE_METRIC
+    records, §8.3.5) by name; a later definition of a name replaces the earlier one.
+    """
 
     config: dict[str, Any] = field(default_factory=dict)
     applied_seq: int = -1
+    metrics: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_VERSION
 
     def apply(self, records: list[MetaRecord]) -> None:
         for r in records:
-            if r.op == MetaOp.CONFIG_UPDATE and r.seq > self.applied_seq:
+            if r.seq <= self.applied_seq:
+                continue
+            if r.op == MetaOp.CONFIG_UPDATE:
                 deep_update(self.config, r.payload)
+                self.applied_seq = r.seq
+            elif r.op == MetaOp.DEFINE_METRIC and isinstance(r.payload, dict) and \
+                    isinstance(r.payload.get("name"), str):
+                self.metrics[r.payload["name"]] = copy.deepcopy(r.payload)
                 self.applied_seq = r.seq
 
 

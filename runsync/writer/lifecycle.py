@@ -132,7 +132,8 @@ def _watchdog(fd: int) -> None:
 
 
 def _say(message: str) -> None:
-    if os.environ.get("RUNSYNC_SILENT", "").strip().lower() not in ("1", "true", "yes", "on"):
+    silent = os.environ.get("RUNSYNC_SILENT", "").strip() or os.environ.get("WANDB_SILENT", "")  # W&B's too
+    if silent.strip().lower() not in ("1", "true", "yes", "on"):
         print(message, file=sys.stderr)
 
 
