@@ -531,3 +531,18 @@ def test_wandb_style_training_script_runs_with_only_the_import_changed(tmp_path:
     assert sorted(view.files()) == ["model.npz"]
     doc = load_doc(ConfigDoc, run_dir / "streams" / "main" / "config.json")
     assert doc.metrics["val/*"]["step_metric"] == "epoch"
+
+
+def test_histogram_takes_wandbs_arguments(root: Path) -> None:
+    data = np.arange(100, dtype=float)
+    with runsync.init(dir=root) as run:
+        run.log({"seq": runsync.Histogram(sequence=data, num_bins=10),
+                 "np": runsync.Histogram(np_histogram=np.histogram(data, bins=5))})
+    view = _view(run)
+    seq, nph = view.media("seq")[0].value, view.media("np")[0].value
+    assert len(seq.counts) == 10 and int(seq.counts.sum()) == 100
+    assert nph.counts.tolist() == [20] * 5 and nph.edges.tolist() == np.histogram(data, bins=5)[1].tolist()
+    with pytest.raises(ValueError, match="np_histogram"):
+        runsync.Histogram()
+    with pytest.raises(ValueError, match="not both"):
+        runsync.Histogram([1.0], np_histogram=([1], [0.0, 1.0]))

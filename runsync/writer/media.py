@@ -147,12 +147,29 @@ def _encode_image(payload: tuple[str, Any]) -> tuple[str, bytes, dict[str, Any]]
 
 # -- Histogram -----------------------------------------------------------------------------
 class Histogram(Media):
-    """A histogram of ``values`` (``bins`` equal bins over their finite range), or ready ``(counts, edges)``."""
+    """A histogram of ``values`` (``bins`` equal bins over their finite range), or ready ``(counts, edges)``.
+
+    W&B's spelling works too: ``Histogram(sequence=v, num_bins=n)`` and
+    ``Histogram(np_histogram=np.histogram(v))``.
+    """
 
     kind = "histogram"
 
-    def __init__(self, values: Any, bins: int = 64, caption: str | None = None) -> None:
+    def __init__(self, values: Any = None, bins: int = 64, caption: str | None = None, *, sequence: Any = None,
+                 np_histogram: Any = None, num_bins: int | None = None) -> None:
         super().__init__(caption)
+        if sequence is not None:
+            values = sequence
+        if np_histogram is not None:
+            if values is not None:
+                raise ValueError("Histogram takes values (a sequence) or np_histogram=(counts, edges), not both")
+            if not isinstance(np_histogram, (tuple, list)) or len(np_histogram) != 2:
+                raise ValueError("Histogram(np_histogram=...) takes (counts, edges), as numpy.histogram returns")
+            values = (np_histogram[0], np_histogram[1])
+        if values is None:
+            raise ValueError("Histogram needs values (a sequence of numbers) or np_histogram=(counts, edges)")
+        if num_bins is not None:
+            bins = num_bins
         if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 1 <= int(bins) <= _MAX_BINS:
             raise ValueError(f"bins must be an int from 1 to {_MAX_BINS}, got {bins!r}")
         self._values = values
