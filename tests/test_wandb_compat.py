@@ -546,3 +546,45 @@ def test_histogram_takes_wandbs_arguments(root: Path) -> None:
         runsync.Histogram()
     with pytest.raises(ValueError, match="not both"):
         runsync.Histogram([1.0], np_histogram=([1], [0.0, 1.0]))
+
+
+def test_resume_auto_without_id_continues_what_the_script_left_unfinished(tmp_path: Path) -> None:
+    """W&B's resume=True / "auto" with no id: a requeued job continues its crashed run; after a clean
+    finish the next start is a new run; another script in the same place does not pick it up."""
+    import subprocess
+    import sys
+
+    from conftest import env_without_runsync
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import sys, runsync as wandb\n"
+        "run = wandb.init(dir='runs', resume=sys.argv[1] if sys.argv[1] != 'True' else True)\n"
+        "print(run.id, run.resumed, run.step)\n"
+        "wandb.log({'x': 1.0})\n"
+        "if sys.argv[2] == 'crash':\n"
+        "    raise RuntimeError('preempted')\n")
+    other = tmp_path / "other.py"
+    other.write_text(script.read_text())
+    env = env_without_runsync()
+    env.update(RUNSYNC_SILENT="1", PYTHONPATH=str(Path(runsync.__file__).parent.parent))
+
+    def start(path: Path, resume: str, how: str) -> tuple[str, bool, int]:
+        out = subprocess.run([sys.executable, str(path), resume, how], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == (1 if how == "crash" else 0), out.stderr
+        rid, resumed, step = out.stdout.split()
+        return rid, resumed == "True", int(step)
+
+    first, resumed, _ = start(script, "auto", "crash")
+    assert not resumed
+    assert start(other, "auto", "ok")[0] != first  # another script: its own run
+    assert start(script, "True", "crash") == (first, True, 1)
+    assert start(script, "allow", "ok")[0] != first  # no id and not auto: a new run, the hint stays
+    assert start(script, "auto", "ok") == (first, True, 2)  # finishes cleanly: the hint is removed
+    again, resumed, _ = start(script, "auto", "ok")
+    assert again != first and not resumed
+    assert runsync.open_run(tmp_path / "runs" / first).history()["x"].tolist() == [1.0, 1.0, 1.0]
+    assert (tmp_path / "runs" / ".resume").is_dir()  # the hints: not a run, never listed
+    assert len(runsync.runs(tmp_path / "runs")) == len([p for p in (tmp_path / "runs").iterdir()
+                                                        if (p / "run.json").exists()]) == 4

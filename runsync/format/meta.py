@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the WAL decoder needs numpy; documents (and the syncer) do 
 
 __all__ = [
     "RunInfo",
+    "ResumeHint",
     "Claim",
     "Status",
     "ConfigDoc",
@@ -64,6 +65,18 @@ class RunInfo:
     tags: list[str] = field(default_factory=list)
     notes: str | None = None
     entity: str | None = None  # since 1.3
+    format: str = FORMAT_VERSION
+
+
+@dataclass
+class ResumeHint:
+    """``<root>/.resume/<key>.json`` (spec §2.1, since 1.3): the run that ``init(resume="auto")`` without an id,
+    started again from the same working directory and script, continues. Writer-local; readers ignore it."""
+
+    id: str
+    cwd: str
+    script: str
+    time: float
     format: str = FORMAT_VERSION
 
 

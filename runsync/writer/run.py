@@ -18,7 +18,7 @@ from ..format.history import warm_up
 from ..format.layout import RunLayout, check_run_id, check_stream_name
 from ..format.meta import RunInfo, State, json_safe, load_doc, publish_doc
 from ..format.wal import MetaOp
-from . import lifecycle
+from . import auto_resume, lifecycle
 from .config import Config, Summary
 from .encoder import Encoder, LogValueError, RunFinishedError
 from .files import POLICIES, FileSaver, resolve_save
@@ -91,6 +91,7 @@ class Run:
         self.summary = Summary(self)
         self._local_summary: dict[str, Any] = {}
         self._metrics: Metrics | None = None
+        self._resume_hint: Path | None = None  # resume="auto" without an id: cleared at a clean finish
         self._live: Any = None
         self._sidecars: list[Sidecar] = []
         self._files: FileSaver | None = None
@@ -286,6 +287,8 @@ class Run:
             self._reporter.info(f"run {self.name} ({self.id}) {state}: {steps} steps in {self.dir}")
             if self._enc.dropped_rows:
                 self._reporter.info(f"{self._enc.dropped_rows} rows could not be stored (disk and memory bound full)")
+            if self._resume_hint is not None and state == State.FINISHED:
+                auto_resume.clear_hint(self._resume_hint, self.id)
         lifecycle.unregister(self)
         with _current_lock:
             if _current is self:
@@ -405,9 +408,6 @@ def init(
     run_id = check_run_id(id_given) if id_given is not None else new_id()
     rmode = resume_mode(resume if resume is not None else over.get("resume", env("RUNSYNC_RESUME")),
                         "init(resume=...)" if resume is not None else "RUNSYNC_RESUME / WANDB_RESUME")
-    if rmode == "auto" and id_given is None:
-        notice_once("resume-auto", "init(resume=True/'auto') without an id starts a new run: pass init(id=...) or "
-                    "set RUNSYNC_RUN_ID / WANDB_RUN_ID to continue one")
     stream = check_stream_name(stream or _default_stream())
     info = RunInfo(id=run_id, name=name or over.get("name") or env("RUNSYNC_NAME") or new_name(), project=project,
                    created=time.time(), group=group or over.get("group") or env("RUNSYNC_GROUP"),
@@ -424,6 +424,13 @@ def init(
         return _set_current(run)
     warm_up()
     root = resolve_dir(dir if dir is not None else over.get("dir"))
+    hint: Path | None = None
+    if rmode == "auto" and id_given is None:  # W&B: continue what this script left unfinished (spec §2.1)
+        hinted = auto_resume.hinted_id(root)
+        if hinted is not None:
+            run_id = id_given = hinted
+            info.id = run_id
+        hint = auto_resume.write_hint(root, run_id)
     layout = RunLayout(root / run_id)
     resuming = check_resume(rmode, run_id, layout.run_json.exists(), id_given is not None, str(root))
     os.makedirs(layout.history, exist_ok=True)
@@ -440,6 +447,7 @@ def init(
     run = Run(info, layout.dir, stream, mode, reporter)
     run._enc, run._flusher = enc, flusher
     run.resumed = bool(history.incarnations)
+    run._resume_hint = hint
     run.log = _bind_log(run, enc.log)  # type: ignore[method-assign]
     run.config._data.update(flusher.config.config)
     run.config._allow_val_change = allow_change
