@@ -304,6 +304,7 @@ def test_wandb_environment_is_honoured(tmp_path: Path, monkeypatch: pytest.Monke
         assert run.dir is not None and run.dir.parent == tmp_path / "wdir"
         assert (run.project, run.name, run.notes, run.tags, run.group, run.job_type, run.entity, run.mode) == (
             "wproj", "wname", "wnotes", ("a", "b", "c"), "wgroup", "eval", "went", "offline")
+    assert runsync.runs()["id"].tolist() == [run.id]  # readers look in WANDB_DIR too
     monkeypatch.setenv("RUNSYNC_PROJECT", "mine")  # runsync's own variable wins
     monkeypatch.setenv("RUNSYNC_DIR", str(tmp_path / "rdir"))
     with runsync.init() as run:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -79,11 +80,13 @@ def parse_definition(name: Any, step_metric: Any = None, summary: Any = None, go
     return d
 
 
-def _number(value: Any) -> float | None:
-    """``value`` as a float if it is a real number (bool excluded), else None."""
+def _number(value: Any) -> float | int | None:
+    """``value`` as a Python int or float if it is a real number (bool excluded), else None."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
         return float(value)
     item = getattr(value, "item", None)
     if item is not None and getattr(value, "shape", None) in ((), (1,)):
@@ -99,14 +102,14 @@ class _Agg:
     __slots__ = ("min", "max", "sum", "n", "first", "last")
 
     def __init__(self) -> None:
-        self.min = math.inf
-        self.max = -math.inf
+        self.min: float | int = math.inf
+        self.max: float | int = -math.inf
         self.sum = 0.0
         self.n = 0
-        self.first: float | None = None
-        self.last: float | None = None
+        self.first: float | int | None = None
+        self.last: float | int | None = None
 
-    def add(self, v: float) -> None:
+    def add(self, v: float | int) -> None:
         if not math.isnan(v):
             self.min = min(self.min, v)
             self.max = max(self.max, v)
@@ -131,7 +134,7 @@ class _Agg:
                 out["first"] = self.first
             elif a == "best":
                 best = self.min if d.goal == "minimize" else self.max
-                if math.isfinite(best):
+                if best not in (math.inf, -math.inf):
                     out["best"] = best
         return out
 
@@ -146,6 +149,7 @@ class Metrics:
         self._match: dict[str, MetricDef | None] = {}
         self._aggs: dict[str, _Agg] = {}
         self._shown: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()  # log() may be called from several threads
 
     def define(self, d: MetricDef) -> None:
         self.defs[d.name] = d
@@ -166,6 +170,10 @@ class Metrics:
 
     def observe(self, data: Mapping[str, Any]) -> None:
         """Update the summaries of the keys of one ``log()`` call that have aggregating definitions."""
+        with self._lock:
+            self._observe(data)
+
+    def _observe(self, data: Mapping[str, Any]) -> None:
         for key, value in flatten(data):
             d = self.lookup(key)
             if d is None or not d.summary or d.summary == ["last"]:
