@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -213,9 +214,18 @@ def test_config_from_namespace_flags_and_nested_dicts(root: Path) -> None:
     run.config.update(argparse.Namespace(seed=3), extra=True)
     with pytest.raises(TypeError, match="argparse.Namespace"):
         run.config.update(42)
+    with pytest.raises(TypeError, match="got object"):
+        run.config.update(object())
+
+    @dataclasses.dataclass
+    class Optim:
+        momentum: float = 0.9
+
+    run.config.update(Optim())
+    run.config.update([("pairs", 1)])
     run.finish()
     assert _view(run).config == {"lr": 0.05, "dropout": 0.1, "name": "x", "opt": {"name": "adam", "eps": 1e-8},
-                                 "warmup": 10, "seed": 3, "extra": True}
+                                 "warmup": 10, "seed": 3, "extra": True, "momentum": 0.9, "pairs": 1}
     run2 = runsync.init(dir=root, config=_AbslFlags(a=1, b=2), config_include_keys=["a"])
     run2.finish()
     assert _view(run2).config == {"a": 1}

@@ -9,6 +9,8 @@ works). Names starting with ``_`` are the objects' own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import types
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,20 +24,26 @@ __all__ = ["Config", "Summary", "as_config_dict"]
 
 
 def as_config_dict(source: Any, what: str = "config") -> dict[str, Any]:
-    """``source`` as a plain dict: a mapping, an ``argparse.Namespace``, absl-style flags
-    (an object with ``flag_values_dict()``), or an object whose attributes are the config."""
+    """``source`` as a plain dict: a mapping, (key, value) pairs, an ``argparse.Namespace`` or
+    ``types.SimpleNamespace``, absl-style flags (an object with ``flag_values_dict()``), or a dataclass."""
     if source is None:
         return {}
     if isinstance(source, Mapping):
         return dict(source)
-    if isinstance(source, argparse.Namespace):
+    if isinstance(source, (argparse.Namespace, types.SimpleNamespace)):
         return dict(vars(source))
     flag_values = getattr(source, "flag_values_dict", None)
     if callable(flag_values):
         return dict(flag_values())
-    if hasattr(source, "__dict__") and not isinstance(source, type) and not callable(source):
-        return {k: v for k, v in vars(source).items() if not k.startswith("_")}
-    raise TypeError(f"{what}: expected a dict, an argparse.Namespace or absl flags, got {type(source).__name__}")
+    if dataclasses.is_dataclass(source) and not isinstance(source, type):
+        return dataclasses.asdict(source)
+    if isinstance(source, (list, tuple)):
+        try:
+            return dict(source)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"{what}: expected a dict, an argparse.Namespace, absl flags or a dataclass, got "
+                    f"{type(source).__name__}")
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
