@@ -166,6 +166,8 @@ def test_module_level_save_alert_login_watch(root: Path, tmp_path: Path, monkeyp
     runsync.alert(title="loss spiked", text="loss 9.1 at step 3", level="WARN")
     runsync.watch(object(), log="all", log_freq=10)  # accepted; records nothing yet
     runsync.unwatch()
+    run.log_code(".")
+    run.mark_preempting()
     run.finish()
     view = _view(run)
     assert sorted(view.files()) == ["model.pt"]

@@ -208,6 +208,15 @@ class Run:
     def unwatch(self, models: Any = None) -> None:
         """W&B's ``unwatch()``: nothing to undo (``watch()`` installs no hooks yet)."""
 
+    def log_code(self, root: str | None = ".", name: str | None = None, include_fn: Any = None,
+                 exclude_fn: Any = None) -> None:
+        """W&B's ``log_code()``: the code is already recorded at ``init()`` (git commit and patch, spec §16)."""
+        notice_once("log_code", "log_code() adds nothing: the git commit and a patch of uncommitted changes are "
+                    "recorded at init() (RUNSYNC_DISABLE_CODE=true to turn off); save other files with save()")
+
+    def mark_preempting(self) -> None:
+        """W&B's ``mark_preempting()``: nothing to do; a run killed by SIGTERM is flushed and marked failed."""
+
     def save(self, path: str | os.PathLike[str], base_path: str | os.PathLike[str] | None = None,
              policy: str = "now") -> list[str]:
         """Store files in the run (spec §13.5): checkpoints, configs, predictions.
