@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import importlib.util
 import os
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 from ..format.errors import RunsyncError
 from ..format.history import warm_up
@@ -20,10 +18,10 @@ from ..format.meta import RunInfo, State, json_safe, load_doc, publish_doc
 from ..format.wal import MetaOp
 from . import auto_resume, lifecycle
 from .config import Config, Summary
-from .encoder import Encoder, LogValueError, RunFinishedError
+from .encoder import Encoder, RunFinishedError
 from .files import POLICIES, FileSaver, resolve_save
 from .init_args import IGNORED_WANDB_ARGS, check_resume, filter_config, resolve_settings, resolve_tags, resume_mode
-from .metrics import Metrics, parse_definition
+from .metrics import Metrics
 from .flusher import Flusher
 from .live import start_live_sync, stop_live_sync
 from .media_store import MediaStore
@@ -43,15 +41,16 @@ from .settings import (
 )
 from .sidecar import OneShot, Sidecar, Wrapped
 from .system_table import SystemRecorder
+from .wandb_run import NO_DATA, WandbRunMixin, bind_log
+from .wandb_run import sync_tensorboard as start_tensorboard_sync
 
 __all__ = ["Run", "init", "current", "log", "finish"]
 
 _current: Run | None = None
-_NO_DATA: Any = object()  # log() called without data: commit the pending step
 _current_lock = threading.Lock()
 
 
-class Run:
+class Run(WandbRunMixin):
     """A run being written. Create with ``runsync.init()``; end with ``finish()``.
 
     ``log()`` goes straight to the encoder's hot path: it never does file I/O
@@ -95,61 +94,11 @@ class Run:
         self._live: Any = None
         self._sidecars: list[Sidecar] = []
         self._files: FileSaver | None = None
-        self.log = _bind_log(self, self._log_disabled)  # type: ignore[method-assign]  # the encoder's, once open
-
-    # -- identity (run.json, spec §3.1) -----------------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @name.setter
-    def name(self, value: str) -> None:
-        self._fixed("name", value)
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        return self._tags
-
-    @tags.setter
-    def tags(self, value: Any) -> None:
-        self._fixed("tags", value)
-
-    @property
-    def notes(self) -> str | None:
-        return self._notes
-
-    @notes.setter
-    def notes(self, value: str | None) -> None:
-        self._fixed("notes", value)
-
-    def _fixed(self, what: str, value: Any) -> None:
-        """W&B lets a script rename a run after init; run.json is written once here (spec §3.1): say so."""
-        self._reporter.problem(f"fixed-{what}", f"run.{what} = {value!r} not recorded: run.json is written once at "
-                               f"init(); pass init({what}=...) (or the RUNSYNC_/WANDB_ variable) instead")
-
-    @property
-    def url(self) -> str | None:
-        """The run directory as a ``file://`` URL (None for a disabled run)."""
-        return self.dir.resolve().as_uri() if self.dir is not None else None
-
-    def get_url(self) -> str | None:
-        return self.url
-
-    @property
-    def path(self) -> str:
-        """W&B's ``entity/project/id``."""
-        return "/".join(p for p in (self.entity, self.project, self.id) if p)
-
-    @property
-    def disabled(self) -> bool:
-        return self.mode == "disabled"
-
-    @property
-    def offline(self) -> bool:
-        return self.mode != "online"
+        # the encoder's log once the run is open
+        self.log = bind_log(self, self._log_disabled, Run.log.__doc__)  # type: ignore[method-assign]
 
     # -- logging --------------------------------------------------------------------
-    def log(self, data: Mapping[str, Any] | None = None, step: int | None = None,  # noqa: F811
+    def log(self, data: Any = NO_DATA, step: int | None = None,  # noqa: F811
             commit: bool | None = None, sync: bool | None = None) -> None:
         """Record ``data`` (key → number/bool/str/None/media, nested dicts flattened with '/').
 
@@ -162,60 +111,6 @@ class Run:
     def _log_disabled(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
         if self._finished:
             raise RunFinishedError("log() called after finish(); start a new run with runsync.init()")
-
-    def define_metric(self, name: str, step_metric: str | None = None, step_sync: bool | None = None,
-                      hidden: bool | None = None, summary: str | None = None, goal: str | None = None,
-                      overwrite: bool | None = None, **kwargs: Any) -> dict[str, Any]:
-        """How ``name`` (a key or a glob such as ``"val/*"``) is summarised and plotted (spec §3.2, §3.3).
-
-        ``summary``: ``"min"``, ``"max"``, ``"mean"``, ``"last"``, ``"best"`` (with
-        ``goal="minimize"|"maximize"``), ``"none"``, or several joined by commas;
-        ``run.summary[name]`` then holds ``{"min": ...}`` as in W&B. ``step_metric``:
-        the key to plot ``name`` against. Returns the definition as recorded.
-        """
-        if "objective" in kwargs and goal is None:  # W&B's docs call goal "objective" in places
-            goal = kwargs.pop("objective")
-        if kwargs:
-            raise TypeError(f"define_metric() got unexpected argument(s) {', '.join(sorted(kwargs))}")
-        if self._metrics is None:
-            self._metrics = Metrics(
-                lambda k, v: self._write_meta(MetaOp.SUMMARY_SET, {"key": k, "value": v}),
-                lambda k: self._write_meta(MetaOp.SUMMARY_DELETE, {"key": k}))
-        d = parse_definition(name, step_metric, summary, goal, hidden, step_sync, self._metrics.defs.get(name),
-                             overwrite)
-        self._write_meta(MetaOp.DEFINE_METRIC, d.record())
-        self._metrics.define(d)
-        return d.record()
-
-    def alert(self, title: str, text: str = "", level: Any = "INFO", wait_duration: Any = None) -> None:
-        """Record an alert in the run: a ``Text`` value under the key ``alerts`` at the current step
-        (in history and the media table, shown by ``show`` and the report), and a line on stderr."""
-        lvl = str(getattr(level, "value", level) or "INFO").upper()
-        from .media import Text
-
-        message = f"[{lvl}] {title}" + (f": {text}" if text else "")
-        self._reporter.info(f"alert {message}")
-        if self._finished:
-            raise RunFinishedError("alert() called after finish()")
-        self.log({"alerts": Text(message, caption=str(title))}, commit=False)
-
-    def watch(self, models: Any = None, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
-              idx: int | None = None, log_graph: bool = False) -> None:
-        """W&B's ``watch()``: accepted; gradient and parameter histograms are not recorded yet (one notice)."""
-        notice_once("watch", "watch() records nothing yet: log runsync.Histogram(p.grad) yourself for gradient "
-                    "histograms")
-
-    def unwatch(self, models: Any = None) -> None:
-        """W&B's ``unwatch()``: nothing to undo (``watch()`` installs no hooks yet)."""
-
-    def log_code(self, root: str | None = ".", name: str | None = None, include_fn: Any = None,
-                 exclude_fn: Any = None) -> None:
-        """W&B's ``log_code()``: the code is already recorded at ``init()`` (git commit and patch, spec §16)."""
-        notice_once("log_code", "log_code() adds nothing: the git commit and a patch of uncommitted changes are "
-                    "recorded at init() (RUNSYNC_DISABLE_CODE=true to turn off); save other files with save()")
-
-    def mark_preempting(self) -> None:
-        """W&B's ``mark_preempting()``: nothing to do; a run killed by SIGTERM is flushed and marked failed."""
 
     def save(self, path: str | os.PathLike[str], base_path: str | os.PathLike[str] | None = None,
              policy: str = "now") -> list[str]:
@@ -457,7 +352,7 @@ def init(
     run._enc, run._flusher = enc, flusher
     run.resumed = bool(history.incarnations)
     run._resume_hint = hint
-    run.log = _bind_log(run, enc.log)  # type: ignore[method-assign]
+    run.log = bind_log(run, enc.log, Run.log.__doc__)  # type: ignore[method-assign]
     run.config._data.update(flusher.config.config)
     run.config._allow_val_change = allow_change
     if config_data:
@@ -480,7 +375,7 @@ def init(
     reporter.info(f"run {info.name} ({run_id}) {verb} {where} in {layout.dir} [stream {stream}]")
     _set_current(run)
     if sync_tensorboard or tensorboard:
-        _sync_tensorboard(run)
+        start_tensorboard_sync(run)
     return run
 
 
@@ -500,45 +395,6 @@ def _reinit(reinit: bool | str | None) -> Run | None:
         return None
     raise ValueError(f"init(reinit={reinit!r}): use True, False, 'finish_previous', 'return_previous' or "
                      "'create_new'")
-
-
-def _sync_tensorboard(run: Run) -> None:
-    """``init(sync_tensorboard=True)``: the integrations package patches TensorBoard's writers, when present.
-
-    Looked up by name so that the writer does not depend on it (it depends on the writer)."""
-    name = "runsync.integrations.tensorboard"
-    try:
-        found = importlib.util.find_spec(name) is not None
-    except ImportError:
-        found = False
-    if not found:
-        notice_once("sync-tensorboard", "init(sync_tensorboard=True) ignored: this runsync has no TensorBoard "
-                    "integration; log the scalars with run.log()")
-        return
-    try:
-        importlib.import_module(name).patch()
-    except Exception as e:  # an integration that fails never stops training
-        run._reporter.problem("tensorboard", f"TensorBoard integration not started: {type(e).__name__}: {e}")
-
-
-def _bind_log(run: Run, enc_log: Callable[..., None]) -> Callable[..., None]:
-    """``run.log``: W&B's signature over the encoder's ``log``, plus ``define_metric`` summaries."""
-
-    def log(data: Any = _NO_DATA, step: int | None = None, commit: bool | None = None,
-            sync: bool | None = None) -> None:
-        if data is _NO_DATA:
-            data = {}  # log() alone commits the pending step, as W&B
-        try:
-            enc_log(data, step, commit is not False)
-        except LogValueError:
-            if run._metrics is not None:
-                run._metrics.observe(data)
-            raise
-        if run._metrics is not None:
-            run._metrics.observe(data)
-
-    log.__doc__ = Run.log.__doc__
-    return log
 
 
 def _start_sidecars(run: Run, layout: RunLayout, stream: str, run_id: str, incarnation: int, settings: Settings,
@@ -587,7 +443,7 @@ def current() -> Run | None:
     return _current
 
 
-def log(data: Any = _NO_DATA, step: int | None = None, commit: bool | None = None,
+def log(data: Any = NO_DATA, step: int | None = None, commit: bool | None = None,
         sync: bool | None = None) -> None:
     """Log to the current run (the last one started with ``runsync.init()``); ``log()`` alone commits the step."""
     run = _current
