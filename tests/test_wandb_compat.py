@@ -601,3 +601,50 @@ def test_resume_auto_without_id_continues_what_the_script_left_unfinished(tmp_pa
     assert (tmp_path / "runs" / ".resume").is_dir()  # the hints: not a run, never listed
     assert len(runsync.runs(tmp_path / "runs")) == len([p for p in (tmp_path / "runs").iterdir()
                                                         if (p / "run.json").exists()]) == 4
+
+
+def test_step_metric_is_the_reports_default_x_axis(root: Path) -> None:
+    """define_metric(step_metric=): the report plots the key against it by default (spec §3.2)."""
+    from runsync.reader.metrics import metric_definitions
+    from runsync.report.build import collect
+
+    for rid in ("sm-a", "sm-b"):
+        with runsync.init(dir=root, id=rid) as run:
+            run.define_metric("val/*", step_metric="epoch")
+            run.define_metric("val/acc", summary="max")  # the exact name governs val/acc: no step_metric
+            for step in range(30):
+                run.log({"train/loss": 1.0 / (step + 1)})
+                if step % 10 == 9:
+                    run.log({"epoch": step // 10, "val/loss": 0.5 / (step + 1), "val/acc": step / 30})
+    assert metric_definitions(root / "sm-a")["val/*"]["step_metric"] == "epoch"
+    data = collect(root)
+    assert data["step_metrics"] == {"val/loss": "epoch"}
+    for r in data["runs"]:
+        assert "epoch" in r["history"]["x"]
+    with runsync.init(dir=root, id="sm-c") as run:  # a run that plots val/loss against step: no shared default
+        run.log({"val/loss": 0.1, "epoch": 0})
+        run.log({"val/loss": 0.05, "epoch": 1})
+    assert collect(root)["step_metrics"] == {}
+
+
+def test_governing_definition_exact_then_longest_glob() -> None:
+    from runsync.format.meta import governing_metric
+
+    defs = {"*": 1, "val/*": 2, "val/loss*": 3, "val/acc": 4}
+    assert [governing_metric(defs, k) for k in ("val/acc", "val/loss_x", "val/f1", "train/x")] == [4, 3, 2, 1]
+    assert governing_metric({"a/*": 1}, "b") is None
+
+
+def test_show_leaves_hidden_metrics_out_of_its_default_sparklines(root: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from runsync.cli import main
+
+    with runsync.init(dir=root, id="hid") as run:
+        run.define_metric("internal/*", hidden=True)
+        for i in range(5):
+            run.log({"loss": 1.0 / (i + 1), "internal/lr": 0.1 * i})
+    assert main(["show", "hid", "--dir", str(root)]) == 0
+    metrics = capsys.readouterr().out.split("\nmetrics", 1)[1]
+    assert "loss" in metrics and "internal/lr" not in metrics
+    assert main(["show", "hid", "--dir", str(root), "--keys", "internal/lr"]) == 0
+    assert "internal/lr" in capsys.readouterr().out.split("\nmetrics", 1)[1]

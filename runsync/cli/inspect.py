@@ -69,6 +69,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from ..format.history import resolve
     from ..reader.run import open_run
     from ..reader.runs import find_run
+    from ..format.meta import governing_metric
+    from ..reader.metrics import metric_definitions
     from ..reader.sparkline import choose_keys, format_sparks, numeric_series, spark
 
     view = open_run(find_run(args.run, args.dir))
@@ -99,7 +101,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for k, v in last.items():
         print(f"  {k} = {fmt(v)}")
     series = numeric_series(resolved, args.keys)
-    keys = args.keys if args.keys else choose_keys({k: len(v[0]) for k, v in series.items()}, summary)
+    defs = metric_definitions(view.layout.dir)
+    shown = {k: len(v[0]) for k, v in series.items()  # define_metric(hidden=True): not drawn unless asked for
+             if not (isinstance(d := governing_metric(defs, k), dict) and d.get("hidden"))}
+    keys = args.keys if args.keys else choose_keys(shown, summary)
     sparks = [spark(k, *series[k], width=args.spark_width) for k in keys if k in series]
     if sparks:
         print("\nmetrics" + (f" ({len(sparks)} of {len(series)} numeric keys; --keys to choose)"

@@ -8,6 +8,7 @@ Each document is a dataclass whose field names are the JSON names in the spec.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -38,6 +39,7 @@ __all__ = [
     "publish_doc",
     "deep_update",
     "json_safe",
+    "governing_metric",
 ]
 
 T = TypeVar("T")
@@ -144,6 +146,21 @@ class ConfigDoc:
                     isinstance(r.payload.get("name"), str):
                 self.metrics[r.payload["name"]] = copy.deepcopy(r.payload)
                 self.applied_seq = r.seq
+
+
+def governing_metric(metrics: Mapping[str, Any], key: str) -> Any | None:
+    """The metric definition (spec §3.2, since 1.3) that governs ``key``: the one named ``key``, else the
+    longest glob that matches it (on equal length, the greatest in byte order); None if none does."""
+    exact = metrics.get(key)
+    if exact is not None:
+        return exact
+    best: str | None = None
+    for name in metrics:
+        if any(c in name for c in "*?[") and fnmatch.fnmatchcase(key, name):
+            if best is None or (len(name), name.encode("utf-8", "surrogatepass")) > \
+                    (len(best), best.encode("utf-8", "surrogatepass")):
+                best = name
+    return metrics[best] if best is not None else None
 
 
 @dataclass

@@ -162,8 +162,11 @@
     sort: { col: null, desc: false },
   });
 
-  function axisFor(kind) {
+  // The x-axis of a chart: the chosen one; on the default (step), a key's define_metric step_metric.
+  function axisFor(kind, key) {
     var a = state.xaxis;
+    var sm = DATA.step_metrics || {};
+    if (a === "step" && kind === "history" && key !== undefined && sm[key]) return "key:" + sm[key];
     if (a.indexOf("key:") === 0 && kind !== "history") return "rel";
     return a;
   }
@@ -178,7 +181,7 @@
   // One chart's series: for each selected run that logged `key`, x and y of its drawn points.
   function chartSeries(kind, key) {
     var out = [];
-    var axis = axisFor(kind);
+    var axis = axisFor(kind, key);
     var w = state.smoothing;
     orderedRuns().forEach(function (i) {
       if (!state.selected.has(i)) return;
@@ -292,7 +295,7 @@
     ch.stale = false;
     var list = chartSeries(ch.kind, ch.key);
     ch.list = list;
-    ch.axis = axisFor(ch.kind);
+    ch.axis = axisFor(ch.kind, ch.key);
     var drawn = 0, logged = 0;
     list.forEach(function (s) { drawn += s.xs.length; logged += s.n; });
     ch.note.textContent = !list.length ? "" : (list.length + (list.length === 1 ? " run" : " runs") +

@@ -11,13 +11,13 @@ caller's thread after each ``log()`` (no I/O: one WAL record when a value change
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..format.meta import governing_metric
 from ..format.values import flatten
 
 __all__ = ["MetricDef", "Metrics", "AGGREGATIONS", "GOALS", "parse_definition"]
@@ -156,15 +156,10 @@ class Metrics:
         self._match.clear()
 
     def lookup(self, key: str) -> MetricDef | None:
-        """The definition that governs ``key``: its own name, else the last glob defined that matches."""
+        """The definition that governs ``key`` (spec §3.2): its own name, else the longest matching glob."""
         if key in self._match:
             return self._match[key]
-        d = self.defs.get(key)
-        if d is None:
-            for name in reversed(list(self.defs)):
-                if any(c in name for c in "*?[") and fnmatch.fnmatchcase(key, name):
-                    d = self.defs[name]
-                    break
+        d: MetricDef | None = governing_metric(self.defs, key)
         self._match[key] = d
         return d
 
