@@ -7,6 +7,7 @@ writer's and reader's imports (pyarrow, numpy) it does not need.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .format.errors import (
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
         init,
         log,
     )
+    from .writer.toplevel import alert, define_metric, login, save, unwatch, watch
 
 __version__ = "0.1.0"
 
@@ -44,7 +46,13 @@ _LAZY = {
     "RunFinishedError": "writer", "ForkedRunError": "writer", "LogValueError": "writer",
     "Image": "writer", "Histogram": "writer", "Table": "writer", "Text": "writer",
     "open_run": "reader", "RunView": "reader", "runs": "reader", "smooth": "reader",
+    "save": "writer.toplevel", "define_metric": "writer.toplevel", "alert": "writer.toplevel",
+    "watch": "writer.toplevel", "unwatch": "writer.toplevel", "login": "writer.toplevel",
 }
+
+# The current run and its config and summary (W&B's ``wandb.run``, ``wandb.config``, ``wandb.summary``):
+# looked up on every access, never cached, since runs start and finish.
+_CURRENT = ("run", "config", "summary")
 
 __all__ = [
     "init",
@@ -60,6 +68,15 @@ __all__ = [
     "RunView",
     "runs",
     "smooth",
+    "run",
+    "config",
+    "summary",
+    "save",
+    "define_metric",
+    "alert",
+    "watch",
+    "unwatch",
+    "login",
     "FORMAT_VERSION",
     "RunsyncError",
     "FormatError",
@@ -91,6 +108,10 @@ _install_fetchers(_fetch_runs, _fetch_run)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _CURRENT:
+        if name == "run" and "runsync.writer.run" not in sys.modules:
+            return None  # no run can exist before the writer is imported: keep `import runsync` light
+        return importlib.import_module(".writer.toplevel", __name__).module_attr(name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'runsync' has no attribute {name!r}")

@@ -198,6 +198,26 @@ def test_x_axis_choice(page: Page, report_file: tuple[Path, Path]) -> None:
     redraw(page, set_axis("step"))
 
 
+def test_step_metric_is_a_keys_default_x_axis(page: Page) -> None:
+    """A key whose runs define_metric(step_metric=) (the data's step_metrics) is drawn against it on the
+    default axis, and says so; another axis chosen by hand applies as before."""
+    note = ("window.runsyncReport.charts.find(c => c.key === 'train/loss' && c.kind === 'history')"
+            ".note.textContent")
+    step = canvas(page)
+    try:
+        page.evaluate("window.runsyncReport.data.step_metrics = {'train/loss': 'epoch'}")
+        redraw(page, set_axis("step"))
+        ep = canvas(page)
+        assert ep["xmax"] <= 10 and ep["hash"] != step["hash"]
+        assert "x: epoch" in page.evaluate(note)
+        redraw(page, set_axis("wall"))
+        assert canvas(page)["xmin"] > 1.6e9
+    finally:
+        page.evaluate("window.runsyncReport.data.step_metrics = {}")
+        redraw(page, set_axis("step"))
+    assert canvas(page)["hash"] == step["hash"]
+
+
 def test_log_y(page: Page) -> None:
     lin = canvas(page)
     redraw(page, "document.getElementById('logy').click()")

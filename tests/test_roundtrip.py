@@ -128,10 +128,12 @@ def test_part_files_have_identical_schema(root: Path, fast: runsync.Settings) ->
     ({"_private": 1.0}, ValueError),
     ({"step": 1.0}, ValueError),
     ({1: 1.0}, TypeError),
-    ({"list": [1, 2]}, TypeError),
+    ({"list": [1, "two"]}, TypeError),  # a list of numbers is a histogram (spec §5.3, since 1.3); mixed is not
+    ({"empty": []}, TypeError),
     ({"obj": object()}, TypeError),
     ({"huge": 2**64}, ValueError),
-    ({"arr": np.zeros(3)}, TypeError),
+    ({"arr": np.array(["a", "b"])}, TypeError),
+    ({"carr": np.zeros(3, dtype=complex)}, TypeError),
 ])
 def test_bad_input_raises_and_loses_nothing(root: Path, bad: dict, exc: type) -> None:
     """Spec §5.4: a bad value is refused, naming its key; the call's valid values are stored (a

@@ -86,6 +86,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from ..format.history import resolve
     from ..reader.run import last_values, open_run
     from ..reader.runs import find_run
+    from ..format.meta import governing_metric
+    from ..reader.metrics import metric_definitions
     from ..reader.sparkline import choose_keys, format_sparks, numeric_lines, spark
     from ..reader.streams import first_by_stream
 
@@ -127,8 +129,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for k, v in last.items():
         print(f"  {k} = {fmt(v)}" + (f"   ({last_from[k]}; streams differ)" if k in last_from else ""))
     lines = numeric_lines(resolved, args.keys, args.reduce)
-    keys = args.keys if args.keys else choose_keys({k: max(len(s) for _l, s, _v in ls) for k, ls in lines.items()},
-                                                   summary)
+    defs = metric_definitions(view.layout.dir)
+    shown = {k: max(len(s) for _l, s, _v in ls) for k, ls in lines.items()  # define_metric(hidden=True): not
+             if not (isinstance(d := governing_metric(defs, k), dict) and d.get("hidden"))}  # drawn unless asked
+    keys = args.keys if args.keys else choose_keys(shown, summary)
     sparks = [spark(label, s, v, width=args.spark_width) for k in keys if k in lines for label, s, v in lines[k]]
     if sparks:
         shown = sum(1 for k in keys if k in lines)

@@ -32,12 +32,19 @@ HISTORY_DIR = "history"
 SYSTEM_DIR = "system"
 TABLES = (HISTORY_DIR, SYSTEM_DIR)  # long-form tables of a run (spec §4, §14)
 STREAMS_DIR = "streams"
+RESUME_DIR = ".resume"  # <root>/.resume/<key>.json: auto-resume hints (spec §2.1, since 1.3)
 STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # <stream>.<lo>-<hi>.parquet, lo/hi zero-padded to 12 digits (spec §4.1); also system and media parts.
 PART_RE = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>[0-9]{12})-(?P<hi>[0-9]{12})\.parquet$")
 _CLAIM_RE = re.compile(r"^claim\.([0-9]{6})\.json$")
 _SEG_RE = re.compile(r"^wal\.([0-9]{6})\.([0-9]{6})$")
+
+
+def resume_hint_path(root: Path, key: str) -> Path:
+    """``<root>/.resume/<key>.json``: the run a script started from one place resumes with ``resume="auto"``
+    and no id (spec §2.1, since 1.3). Not a run directory (it has no run.json), so readers skip it."""
+    return root / RESUME_DIR / f"{key}.json"
 
 
 def check_stream_name(name: str) -> str:

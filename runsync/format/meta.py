@@ -8,6 +8,7 @@ Each document is a dataclass whose field names are the JSON names in the spec.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # the WAL decoder needs numpy; documents (and the syncer) do 
 
 __all__ = [
     "RunInfo",
+    "ResumeHint",
     "Claim",
     "Status",
     "ConfigDoc",
@@ -41,6 +43,7 @@ __all__ = [
     "publish_doc",
     "deep_update",
     "json_safe",
+    "governing_metric",
 ]
 
 T = TypeVar("T")
@@ -67,6 +70,19 @@ class RunInfo:
     job_type: str | None = None
     tags: list[str] = field(default_factory=list)
     notes: str | None = None
+    entity: str | None = None  # since 1.3
+    format: str = FORMAT_VERSION
+
+
+@dataclass
+class ResumeHint:
+    """``<root>/.resume/<key>.json`` (spec §2.1, since 1.3): the run that ``init(resume="auto")`` without an id,
+    started again from the same working directory and script, continues. Writer-local; readers ignore it."""
+
+    id: str
+    cwd: str
+    script: str
+    time: float
     format: str = FORMAT_VERSION
 
 
@@ -131,17 +147,43 @@ class Status:
 
 @dataclass
 class ConfigDoc:
-    """``streams/<s>/config.json`` (spec §3.2): the stream's config, applied up to ``applied_seq``."""
+    """``streams/<s>/config.json`` (spec §3.2): the stream's config, applied up to ``applied_seq``.
+
+    ``metrics`` (since 1.3) holds the ``define_metric()`` definitions (DEFINE_METRIC
+    records, §8.3.5) by name; a later definition of a name replaces the earlier one.
+    """
 
     config: dict[str, Any] = field(default_factory=dict)
     applied_seq: int = -1
+    metrics: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_VERSION
 
     def apply(self, records: list[MetaRecord]) -> None:
         for r in records:
-            if r.op == MetaOp.CONFIG_UPDATE and r.seq > self.applied_seq:
+            if r.seq <= self.applied_seq:
+                continue
+            if r.op == MetaOp.CONFIG_UPDATE:
                 deep_update(self.config, r.payload)
                 self.applied_seq = r.seq
+            elif r.op == MetaOp.DEFINE_METRIC and isinstance(r.payload, dict) and \
+                    isinstance(r.payload.get("name"), str):
+                self.metrics[r.payload["name"]] = copy.deepcopy(r.payload)
+                self.applied_seq = r.seq
+
+
+def governing_metric(metrics: Mapping[str, Any], key: str) -> Any | None:
+    """The metric definition (spec §3.2, since 1.3) that governs ``key``: the one named ``key``, else the
+    longest glob that matches it (on equal length, the greatest in byte order); None if none does."""
+    exact = metrics.get(key)
+    if exact is not None:
+        return exact
+    best: str | None = None
+    for name in metrics:
+        if any(c in name for c in "*?[") and fnmatch.fnmatchcase(key, name):
+            if best is None or (len(name), name.encode("utf-8", "surrogatepass")) > \
+                    (len(best), best.encode("utf-8", "surrogatepass")):
+                best = name
+    return metrics[best] if best is not None else None
 
 
 @dataclass

@@ -21,3 +21,4 @@ class MetaOp:
     SUMMARY_SET = 1
     SUMMARY_DELETE = 2
     CONFIG_UPDATE = 3
+    DEFINE_METRIC = 4  # since 1.3

@@ -97,7 +97,8 @@ def coerce(key: str, value: object) -> tuple[ValueType, Scalar]:
         return coerce(key, item)
     raise TypeError(
         f"log() key {key!r}: cannot log a value of type {t.__module__}.{t.__qualname__}; "
-        "log a number, bool, string, None, a numpy scalar/0-d array, or a dict of those"
+        "log a number, bool, string, None, a numpy/torch scalar or 1-element array, a list or array of numbers "
+        "(stored as a histogram), a media value, or a dict of those"
     )
 
 
@@ -105,13 +106,13 @@ _NO_ITEM = object()
 
 
 def _scalar_item(value: object) -> object:
-    """Python scalar of a numpy/torch-style scalar or 0-d array, else _NO_ITEM."""
+    """Python scalar of a numpy/torch-style scalar, 0-d array or 1-element array, else _NO_ITEM (spec §5.3)."""
     shape = getattr(value, "shape", None)
     item = getattr(value, "item", None)
     if item is None or shape is None:
         return _NO_ITEM
     try:
-        if tuple(shape) != ():
+        if any(int(d) != 1 for d in tuple(shape)):  # () or (1,), (1, 1)...: one element (since 1.3)
             return _NO_ITEM
         out = item()
     except Exception:

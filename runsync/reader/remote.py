@@ -49,7 +49,8 @@ def fetch_run(url: str, storage_options: dict[str, Any] | None = None) -> Path:
 
 def local_root(root: str | Path | None) -> Path:
     """A runs root to read: a local directory as is; a remote URL → its cached documents (for listing)."""
-    ref = root if root is not None else os.environ.get("RUNSYNC_DIR") or "runs"
+    # W&B's WANDB_DIR where RUNSYNC_DIR is unset, as the writer does (README "Coming from W&B")
+    ref = root if root is not None else os.environ.get("RUNSYNC_DIR") or os.environ.get("WANDB_DIR") or "runs"
     if is_url(ref):
         return fetch_runs(str(ref), documents_only=True)
     return as_path(ref)

@@ -13,6 +13,7 @@ Report data (JSON, format 1)::
 
     {"format": 1, "title": str, "generated": unix s, "source": str, "options": {...},
      "keys": [metric key], "xkeys": [key usable as x axis], "system_keys": [...], "media_keys": [...],
+     "step_metrics": {metric key: x-axis key}, # define_metric(step_metric=) shared by the runs (spec §3.2)
      "media_omitted": int, "errors": [{"path", "error"}],
      "runs": [{"id", "name", "project", "group", "job_type", "tags", "status", "created", "start",
                "duration", "steps", "streams", "path", "config": {flat key: value}, "summary": {...},

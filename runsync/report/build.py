@@ -35,6 +35,7 @@ import pyarrow.compute as pc
 from ..format.errors import FormatError, RunsyncError
 from ..format.layout import stream_order
 from ..format.values import ValueType
+from ..reader.metrics import metric_definitions, step_metrics
 from ..reader.streams import reduce_series
 from .downsample import pick, points_per_series
 from .media import MediaBudget, MediaLimits, collect_media
@@ -125,18 +126,21 @@ def _delta(a: np.ndarray) -> list[int]:
     return np.diff(a, prepend=np.int64(0)).tolist() if len(a) else []
 
 
-def _axis_candidates(by_key: dict[str, tuple[np.ndarray, np.ndarray]], limit: int) -> list[str]:
-    """Keys usable as an x-axis: finite, never decreasing with step, not constant (epoch, tokens_seen, ...)."""
+def _axis_candidates(by_key: dict[str, tuple[np.ndarray, np.ndarray]], limit: int,
+                     wanted: tuple[str, ...] = ()) -> list[str]:
+    """Keys usable as an x-axis: finite, never decreasing with step, not constant (epoch, tokens_seen, ...).
+
+    ``wanted`` (the run's ``step_metric`` keys, spec §3.2) are kept beyond ``limit`` when usable."""
     out = []
     for k, (_s, v) in by_key.items():
         if len(v) >= 2 and np.all(np.isfinite(v)) and v[-1] > v[0] and np.all(np.diff(v) >= 0):
             out.append(k)
     out.sort(key=lambda k: (_AXIS_NAME.search(k) is None, k))
-    return out[:limit]
+    return out[:limit] + [k for k in out[limit:] if k in wanted]
 
 
 def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int,
-                 max_x_keys: int = 0, by_stream: bool = False) -> dict[str, Any] | None:
+                 max_x_keys: int = 0, by_stream: bool = False, axes: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """One run's resolved long table (history or system) → its step table and downsampled series.
 
     ``t0`` is the run's start (Unix seconds); ``points``/``budget``/``runs``
@@ -147,7 +151,8 @@ def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int
     one series per stream, named ``key@stream``. Otherwise (history) a key
     several streams logged (ranks, spec §4.5) is one series holding the mean
     over the streams per step, with ``streams``: one series per stream, in
-    reader order, which the page draws as one line each.
+    reader order, which the page draws as one line each. ``axes``: keys to keep
+    as x-axes when usable.
     """
     if table.num_rows == 0:
         return None
@@ -215,7 +220,7 @@ def series_block(table: pa.Table, t0: float, points: int, budget: int, runs: int
             series[k]["streams"] = [dict(s=st, **encoded(ls, lv, i))
                                     for (st, ls, lv), i in zip(lines[k], line_picks[k])]
     xs: dict[str, Any] = {}
-    for k in _axis_candidates(by_key, max_x_keys):
+    for k in _axis_candidates(by_key, max_x_keys, axes):
         s, v = by_key[k]
         j = np.searchsorted(s, used, side="right") - 1  # the key's value at that step, else its latest before
         vals, f32 = encode_values(v[np.maximum(j, 0)])
@@ -302,6 +307,7 @@ def collect(root: str | Path, refs: list[str] | None = None, where: str | None =
     sys_keys: set[str] = set()
     x_keys: dict[str, int] = {}
     media_keys: set[str] = set()
+    key_axes: dict[str, set[str | None]] = {}  # history key → the step_metric of each run that logged it
     for done, rec in enumerate(records, 1):
         t = time.monotonic()
         entry = _run_entry(rec)
@@ -313,11 +319,17 @@ def collect(root: str | Path, refs: list[str] | None = None, where: str | None =
             entry["t0"] = t0
             hist = view.history(wide=False, format="arrow")
             rows = hist.num_rows
-            block = series_block(hist, t0, opts.max_points, opts.budget, n, opts.max_x_keys)
+            defs = metric_definitions(view.layout.dir)
+            wanted = tuple(sorted({d["step_metric"] for d in defs.values()
+                                   if isinstance(d, dict) and isinstance(d.get("step_metric"), str)}))
+            block = series_block(hist, t0, opts.max_points, opts.budget, n, opts.max_x_keys, axes=wanted)
             del hist
             if block is not None:
                 entry["history"] = block
                 hist_keys.update(block["series"])
+                sm = {k: v for k, v in step_metrics(defs, list(block["series"])).items() if v in block["x"]}
+                for k in block["series"]:
+                    key_axes.setdefault(k, set()).add(sm.get(k))
                 for k in block["x"]:
                     x_keys[k] = x_keys.get(k, 0) + 1
             system, problem = _system_table(view)
@@ -355,6 +367,8 @@ def collect(root: str | Path, refs: list[str] | None = None, where: str | None =
         "runs": runs,
         "keys": sorted(hist_keys),
         "xkeys": sorted(x_keys, key=lambda k: (_AXIS_NAME.search(k) is None, -x_keys[k], k)),
+        # the default x-axis of a key whose runs all plot it against the same step_metric (spec §3.2)
+        "step_metrics": {k: next(iter(a)) for k, a in sorted(key_axes.items()) if len(a) == 1 and None not in a},
         "system_keys": sorted(sys_keys),
         "media_keys": sorted(media_keys),
         "media_omitted": budget.omitted,

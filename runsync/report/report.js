@@ -175,8 +175,11 @@
     sort: { col: null, desc: false },
   });
 
-  function axisFor(kind) {
+  // The x-axis of a chart: the chosen one; on the default (step), a key's define_metric step_metric.
+  function axisFor(kind, key) {
     var a = state.xaxis;
+    var sm = DATA.step_metrics || {};
+    if (a === "step" && kind === "history" && key !== undefined && sm[key]) return "key:" + sm[key];
     if (a.indexOf("key:") === 0 && kind !== "history") return "rel";
     return a;
   }
@@ -192,7 +195,7 @@
   // streams (ranks) all logged `key` gives one line per stream, or their mean with the toggle.
   function chartSeries(kind, key) {
     var out = [];
-    var axis = axisFor(kind);
+    var axis = axisFor(kind, key);
     orderedRuns().forEach(function (i) {
       if (!state.selected.has(i)) return;
       var b = block(i, kind);
@@ -323,7 +326,7 @@
     ch.stale = false;
     var list = chartSeries(ch.kind, ch.key);
     ch.list = list;
-    ch.axis = axisFor(ch.kind);
+    ch.axis = axisFor(ch.kind, ch.key);
     var drawn = 0, logged = 0;
     var nruns = new Set(list.map(function (s) { return s.run; })).size;
     list.forEach(function (s) { drawn += s.xs.length; logged += s.n; });

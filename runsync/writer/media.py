@@ -147,12 +147,29 @@ def _encode_image(payload: tuple[str, Any]) -> tuple[str, bytes, dict[str, Any]]
 
 # -- Histogram -----------------------------------------------------------------------------
 class Histogram(Media):
-    """A histogram of ``values`` (``bins`` equal bins over their finite range), or ready ``(counts, edges)``."""
+    """A histogram of ``values`` (``bins`` equal bins over their finite range), or ready ``(counts, edges)``.
+
+    W&B's spelling works too: ``Histogram(sequence=v, num_bins=n)`` and
+    ``Histogram(np_histogram=np.histogram(v))``.
+    """
 
     kind = "histogram"
 
-    def __init__(self, values: Any, bins: int = 64, caption: str | None = None) -> None:
+    def __init__(self, values: Any = None, bins: int = 64, caption: str | None = None, *, sequence: Any = None,
+                 np_histogram: Any = None, num_bins: int | None = None) -> None:
         super().__init__(caption)
+        if sequence is not None:
+            values = sequence
+        if np_histogram is not None:
+            if values is not None:
+                raise ValueError("Histogram takes values (a sequence) or np_histogram=(counts, edges), not both")
+            if not isinstance(np_histogram, (tuple, list)) or len(np_histogram) != 2:
+                raise ValueError("Histogram(np_histogram=...) takes (counts, edges), as numpy.histogram returns")
+            values = (np_histogram[0], np_histogram[1])
+        if values is None:
+            raise ValueError("Histogram needs values (a sequence of numbers) or np_histogram=(counts, edges)")
+        if num_bins is not None:
+            bins = num_bins
         if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or not 1 <= int(bins) <= _MAX_BINS:
             raise ValueError(f"bins must be an int from 1 to {_MAX_BINS}, got {bins!r}")
         self._values = values
@@ -290,4 +307,34 @@ def prepare_value(key: str, value: Any) -> list[Prepared] | None:
         if len(kinds) > 1:
             raise MediaError(f"log() key {key!r}: a list of media must hold one kind, got {sorted(kinds)}")
         return [v.prepare(key) for v in value]
+    numbers_ = _numbers(value)
+    if numbers_ is not None:
+        return [Histogram(numbers_).prepare(key)]
+    return None
+
+
+def _numbers(value: Any) -> Any:
+    """The values of a list/tuple of real numbers or of a numpy array / torch tensor of ≥ 2 elements, else None.
+
+    Logged as a histogram, as W&B does (spec §5.3, since 1.3). torch is never
+    imported here: a tensor is recognised by its type's module.
+    """
+    t = type(value)
+    if t is list or t is tuple:
+        if value and all(type(v) in (int, float) or isinstance(v, numbers.Real) and not isinstance(v, bool)
+                         for v in value):
+            return value
+        return None
+    module = t.__module__
+    if module == "numpy" and t.__name__ == "ndarray":
+        if value.size >= 2 and value.dtype.kind in "iuf":
+            return value
+        return None
+    if module.startswith("torch") and hasattr(value, "numel") and hasattr(value, "detach"):
+        try:
+            if value.numel() < 2 or value.is_complex() or value.dtype.is_complex:
+                return None
+            return value.detach().cpu().double().numpy()
+        except Exception:
+            return None
     return None

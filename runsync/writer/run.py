@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -14,11 +15,14 @@ from typing import Any
 from ..format.errors import RunsyncError
 from ..format.history import warm_up
 from ..format.layout import RunLayout, check_run_id, check_stream_name
-from ..format.meta import RunInfo, State, deep_update, json_safe, load_doc, publish_doc
+from ..format.meta import RunInfo, State, json_safe, load_doc, publish_doc
 from ..format.wal import MetaOp
-from . import lifecycle
+from . import auto_resume, lifecycle
+from .config import Config, Summary
 from .encoder import Encoder, RunFinishedError
 from .files import POLICIES, FileSaver, resolve_save
+from .init_args import IGNORED_WANDB_ARGS, check_resume, filter_config, resolve_settings, resolve_tags, resume_mode
+from .metrics import Metrics
 from .flusher import Flusher
 from .live import start_live_sync, stop_live_sync
 from .media_store import MediaStore
@@ -27,8 +31,10 @@ from .pipeline import open_pipeline
 from .report import Reporter
 from .settings import (
     Settings,
+    env,
     env_flag,
     env_switch,
+    notice_once,
     resolve_dir,
     resolve_mode,
     resolve_project,
@@ -37,6 +43,8 @@ from .settings import (
 )
 from .sidecar import OneShot, Sidecar, Wrapped
 from .system_table import SystemRecorder
+from .wandb_run import NO_DATA, WandbRunMixin, bind_log
+from .wandb_run import sync_tensorboard as start_tensorboard_sync
 
 __all__ = ["Run", "init", "current", "log", "finish"]
 
@@ -44,103 +52,37 @@ _current: Run | None = None
 _current_lock = threading.Lock()
 
 
-class Config(MutableMapping[str, Any]):
-    """``run.config``: hyperparameters; each change is one WAL record (durable at once)."""
-
-    def __init__(self, run: Run, data: dict[str, Any]) -> None:
-        self._run = run
-        self._data = data
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.update({key: value})
-
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("config keys cannot be deleted once recorded; set a new value instead")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        changes = dict(*args, **kwargs)
-        for k in changes:
-            if not isinstance(k, str) or not k:
-                raise TypeError(f"config keys must be non-empty str, got {k!r}")
-        safe = json_safe(changes)
-        self._run._write_meta(MetaOp.CONFIG_UPDATE, safe)
-        deep_update(self._data, safe)
-
-    def as_dict(self) -> dict[str, Any]:
-        return json_safe(self._data)  # type: ignore[no-any-return]
-
-    def __repr__(self) -> str:
-        return f"Config({self._data!r})"
-
-
-class Summary(MutableMapping[str, Any]):
-    """``run.summary``: last logged value per key, unless set by hand (which sticks)."""
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-
-    def _snapshot(self) -> dict[str, Any]:
-        return self._run._summary_snapshot()
-
-    def __getitem__(self, key: str) -> Any:
-        return self._snapshot()[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"summary keys must be non-empty str, got {key!r}")
-        self._run._write_meta(MetaOp.SUMMARY_SET, {"key": key, "value": json_safe(value)})
-
-    def __delitem__(self, key: str) -> None:
-        if key not in self._snapshot():
-            raise KeyError(key)
-        self._run._write_meta(MetaOp.SUMMARY_DELETE, {"key": key})
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._snapshot())
-
-    def __len__(self) -> int:
-        return len(self._snapshot())
-
-    def __repr__(self) -> str:
-        return f"Summary({self._snapshot()!r})"
-
-
-class Run:
+class Run(WandbRunMixin):
     """A run being written. Create with ``runsync.init()``; end with ``finish()``.
 
-    ``log()`` is bound directly to the encoder's hot path: it never does file I/O
+    ``log()`` goes straight to the encoder's hot path: it never does file I/O
     and never raises for runsync's own failures (bad input raises TypeError/ValueError).
+    ``name``, ``tags`` and the rest of run.json are fixed at ``init()`` (spec §3.1).
     """
 
     id: str
-    name: str
     project: str
     group: str | None
     job_type: str | None
-    tags: list[str]
+    entity: str | None
     dir: Path | None
     stream: str
     mode: str
+    resumed: bool
 
     def __init__(self, info: RunInfo, dir: Path | None, stream: str, mode: str, reporter: Reporter) -> None:
         self.id = info.id
-        self.name = info.name
+        self._name = info.name
         self.project = info.project
         self.group = info.group
         self.job_type = info.job_type
-        self.tags = list(info.tags)
+        self.entity = info.entity
+        self._tags = tuple(info.tags)
+        self._notes = info.notes
         self.dir = dir
         self.stream = stream
         self.mode = mode
+        self.resumed = False
         self._reporter = reporter
         self._enc: Encoder | None = None
         self._flusher: Flusher | None = None
@@ -149,17 +91,23 @@ class Run:
         self.config = Config(self, {})
         self.summary = Summary(self)
         self._local_summary: dict[str, Any] = {}
+        self._metrics: Metrics | None = None
+        self._resume_hint: Path | None = None  # resume="auto" without an id: cleared at a clean finish
         self._live: Any = None
         self._sidecars: list[Sidecar] = []
         self._files: FileSaver | None = None
-        self.log = self._log_disabled  # replaced by the encoder's log in offline mode
+        # the encoder's log once the run is open
+        self.log = bind_log(self, self._log_disabled, Run.log.__doc__)  # type: ignore[method-assign]
 
     # -- logging --------------------------------------------------------------------
-    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:  # noqa: F811
-        """Record ``data`` (key → number/bool/str/None, nested dicts flattened with '/').
+    def log(self, data: Any = NO_DATA, step: int | None = None,  # noqa: F811
+            commit: bool | None = None, sync: bool | None = None) -> None:
+        """Record ``data`` (key → number/bool/str/None/media, nested dicts flattened with '/').
 
         ``step`` defaults to one more than the previous committed step;
-        ``commit=False`` keeps the step for the next call. (Bound per instance.)
+        ``commit=False`` keeps the step for the next call, and ``log()`` with no
+        data commits it (as W&B). A list or array of numbers is stored as a
+        histogram; a 1-element array or tensor as its number. (Bound per instance.)
         """
 
     def _log_disabled(self, data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
@@ -175,14 +123,18 @@ class Run:
         outside it are refused. Stored names are relative to it. ``policy``:
         ``"now"`` (copy now), ``"end"`` (copy at finish), ``"live"`` (copy now and
         again whenever the file changes). Copies happen on a background thread;
-        returns the stored names.
+        returns the stored names. Names matching a glob of ``$RUNSYNC_SAVE_IGNORE_GLOBS``
+        (or W&B's ``$WANDB_IGNORE_GLOBS``, comma-separated) are not stored.
         """
         if policy not in POLICIES:
             raise ValueError(f"save(policy={policy!r}): policy must be one of {', '.join(POLICIES)}")
         files = resolve_save(path, base_path)
+        ignore = [g.strip() for g in (env("RUNSYNC_SAVE_IGNORE_GLOBS") or "").split(",") if g.strip()]
+        if ignore:
+            files = [(n, p) for n, p in files if not any(fnmatch.fnmatch(n, g) for g in ignore)]
         if self._finished:
             raise RunFinishedError("save() called after finish()")
-        if self._files is not None:
+        if self._files is not None and files:
             self._files.add(files, policy)
         return [name for name, _ in files]
 
@@ -220,12 +172,13 @@ class Run:
                 self._reporter.problem(sc.name, f"{sc.name} could not finish: {type(e).__name__}: {e}")
 
     # -- ending ---------------------------------------------------------------------
-    def finish(self, exit_code: int = 0) -> None:
+    def finish(self, exit_code: int | None = 0, quiet: bool | None = None) -> None:
         """Flush everything and mark the run finished (``exit_code`` ≠ 0: failed). Idempotent."""
         with self._finish_lock:
             if self._finished:
                 return
             self._finished = True
+        exit_code = exit_code or 0
         global _current
         if self._enc is not None and self._flusher is not None:
             if self._enc.forked:
@@ -240,6 +193,8 @@ class Run:
             self._reporter.info(f"run {self.name} ({self.id}) {state}: {steps} steps in {self.dir}")
             if self._enc.dropped_rows:
                 self._reporter.info(f"{self._enc.dropped_rows} rows could not be stored (disk and memory bound full)")
+            if self._resume_hint is not None and state == State.FINISHED:
+                auto_resume.clear_hint(self._resume_hint, self.id)
         lifecycle.unregister(self)
         with _current_lock:
             if _current is self:
@@ -314,27 +269,50 @@ def init(
     id: str | None = None,
     group: str | None = None,
     tags: list[str] | tuple[str, ...] | None = None,
-    config: Mapping[str, Any] | None = None,
+    config: Any = None,
     dir: str | os.PathLike[str] | None = None,
     mode: str | None = None,
-    resume: bool = False,
+    resume: bool | str | None = None,
     *,
     job_type: str | None = None,
     notes: str | None = None,
+    entity: str | None = None,
     stream: str | None = None,
-    settings: Settings | None = None,
+    settings: Any = None,
     remote: str | None = None,
     system: bool | None = None,
     console: bool | None = None,
     save_code: bool | None = None,
     wal_dir: str | os.PathLike[str] | None = None,
+    reinit: bool | str | None = None,
+    allow_val_change: bool | None = None,
+    config_exclude_keys: list[str] | None = None,
+    config_include_keys: list[str] | None = None,
+    sync_tensorboard: bool | None = None,
+    tensorboard: bool | None = None,
+    anonymous: str | None = None,
+    force: bool | None = None,
+    magic: Any = None,
+    monitor_gym: bool | None = None,
+    resume_from: str | None = None,
+    fork_from: str | None = None,
 ) -> Run:
-    """Start (or with ``resume=True`` continue) a run and return it.
+    """Start (or continue, see ``resume``) a run and return it.
 
     ``dir`` is the root holding run directories (default ``$RUNSYNC_DIR`` or
     ``./runs``); the run lives in ``<dir>/<id>``. Several processes may write one
     run at once, each in its own ``stream`` (default: ``main``, or ``rank<N>``
     when torch-style RANK/WORLD_SIZE are set).
+
+    ``resume`` has W&B's meaning: ``"allow"`` (or ``True``/``"auto"``) continues
+    run ``id`` if it exists and starts it if not; ``"must"`` continues it and
+    refuses a missing one; ``"never"`` refuses an existing one; ``False`` (the
+    default) starts a new run, or joins an existing one in a stream that has no
+    data yet. ``id``, ``resume``, ``project``, ``name``, ``group``, ``tags``,
+    ``notes``, ``job_type``, ``entity`` and ``dir`` default to ``$RUNSYNC_*``, else
+    W&B's ``$WANDB_*`` variables (README "Coming from W&B"). ``config`` may be a
+    dict, an ``argparse.Namespace`` or absl flags. Every other argument of
+    ``wandb.init()`` is accepted: see the README for what each does here.
 
     ``mode="online"`` (or ``RUNSYNC_MODE=online``) also starts a separate
     process that pushes the run to ``remote`` (or ``$RUNSYNC_REMOTE``) every
@@ -353,27 +331,50 @@ def init(
     recover rows not yet in a part (spec §8.5).
     """
     global _current
-    mode = resolve_mode(mode)
+    resolved = resolve_settings(settings)
+    over = resolved.overrides
+    settings = resolved.settings
+    for arg, value in (("anonymous", anonymous), ("force", force), ("magic", magic), ("monitor_gym", monitor_gym),
+                       ("resume_from", resume_from), ("fork_from", fork_from)):
+        if value not in (None, False, "never"):
+            notice_once(f"init-{arg}", f"init({arg}=...) ignored: {IGNORED_WANDB_ARGS[arg]}")
+    previous = _reinit(reinit)
+    if previous is not None:
+        return previous
+    mode = resolve_mode(mode if mode is not None else over.get("mode"))
     remote = resolve_remote(mode, remote)
-    silent = env_flag("RUNSYNC_SILENT")
-    project = resolve_project(project)
-    run_id = check_run_id(id) if id is not None else new_id()
+    silent = bool(over["silent"]) if "silent" in over else env_flag("RUNSYNC_SILENT")
+    project = resolve_project(project or over.get("project"))
+    id_given = id if id is not None else over.get("id") or env("RUNSYNC_RUN_ID")
+    run_id = check_run_id(id_given) if id_given is not None else new_id()
+    rmode = resume_mode(resume if resume is not None else over.get("resume", env("RUNSYNC_RESUME")),
+                        "init(resume=...)" if resume is not None else "RUNSYNC_RESUME / WANDB_RESUME")
     stream = check_stream_name(stream or _default_stream())
-    tag_list = [str(t) for t in (tags or [])]
-    config_data = json_safe(dict(config or {}))
+    info = RunInfo(id=run_id, name=name or over.get("name") or env("RUNSYNC_NAME") or new_name(), project=project,
+                   created=time.time(), group=group or over.get("group") or env("RUNSYNC_GROUP"),
+                   job_type=job_type or over.get("job_type") or env("RUNSYNC_JOB_TYPE"),
+                   tags=resolve_tags(tags if tags is not None else over.get("tags")),
+                   notes=notes or over.get("notes") or env("RUNSYNC_NOTES"),
+                   entity=entity or over.get("entity") or env("RUNSYNC_ENTITY"))
+    config_data = json_safe(filter_config(config, config_include_keys, config_exclude_keys))
+    allow_change = bool(allow_val_change if allow_val_change is not None else over.get("allow_val_change", False))
     if mode == "disabled":
-        info = RunInfo(id=run_id, name=name or new_name(), project=project, created=time.time(),
-                       group=group, job_type=job_type, tags=tag_list, notes=notes)
         run = Run(info, None, stream, mode, Reporter(info.name, silent))
         run.config._data.update(config_data)
+        run.config._allow_val_change = allow_change
         return _set_current(run)
-    settings = settings or Settings()
     warm_up()
-    root = resolve_dir(dir)
+    root = resolve_dir(dir if dir is not None else over.get("dir"))
+    hint: Path | None = None
+    if rmode == "auto" and id_given is None:  # W&B: continue what this script left unfinished (spec §2.1)
+        hinted = auto_resume.hinted_id(root)
+        if hinted is not None:
+            run_id = id_given = hinted
+            info.id = run_id
+        hint = auto_resume.write_hint(root, run_id)
     layout = RunLayout(root / run_id)
+    resuming = check_resume(rmode, run_id, layout.run_json.exists(), id_given is not None, str(root))
     os.makedirs(layout.history, exist_ok=True)
-    info = RunInfo(id=run_id, name=name or new_name(), project=project, created=time.time(),
-                   group=group, job_type=job_type, tags=tag_list, notes=notes)
     if not publish_doc(info, layout.run_json):
         existing = load_doc(RunInfo, layout.run_json)
         if project is not None and existing.project != project and project != "default":
@@ -381,30 +382,57 @@ def init(
         info = existing
     reporter = Reporter(info.name, silent)
     wal_root = resolve_wal_dir(wal_dir)
-    main = open_pipeline(layout, stream, run_id, resume, settings, reporter, wal_root)
+    main = open_pipeline(layout, stream, run_id, resuming, settings, reporter, wal_root)
     enc, flusher, history = main.enc, main.flusher, main.history
     media = MediaStore(layout.dir, stream, reporter, settings.memory_limit, flusher.wake, settings.merge_factor)
     flusher.media, enc.media_sink = media, media.add
     run = Run(info, layout.dir, stream, mode, reporter)
     run._enc, run._flusher = enc, flusher
-    run.log = enc.log  # type: ignore[method-assign]
+    run.resumed = bool(history.incarnations)
+    run._resume_hint = hint
+    run.log = bind_log(run, enc.log, Run.log.__doc__)  # type: ignore[method-assign]
     run.config._data.update(flusher.config.config)
+    run.config._allow_val_change = allow_change
     if config_data:
-        run.config.update(config_data)
+        # a resumed script passes its config again; W&B accepts the values it had
+        run.config.update(config_data, allow_val_change=allow_change or run.resumed)
     lifecycle.register(run)
     main.start()
     run._files = FileSaver(layout.dir, layout.stream(stream).dir / "files.json", reporter)
     run._sidecars.append(run._files)
+    save_code = save_code if save_code is not None else over.get("save_code")
     disable_code = env_switch("RUNSYNC_DISABLE_CODE", None if save_code is None else not save_code, default=False)
     _start_sidecars(run, layout, stream, run_id, main.claim.incarnation, settings, reporter,
-                    system=env_switch("RUNSYNC_SYSTEM", system), console=env_switch("RUNSYNC_CONSOLE", console),
+                    system=env_switch("RUNSYNC_SYSTEM", system if system is not None else over.get("system")),
+                    console=env_switch("RUNSYNC_CONSOLE", console if console is not None else over.get("console")),
                     disable_code=disable_code, wal_root=wal_root)
     if mode == "online" and remote:
         run._live = start_live_sync(layout.dir, remote, settings.sync_interval, reporter)
     verb = "resumed" if history.incarnations else "started"
     where = "offline" if mode == "offline" else "online"
     reporter.info(f"run {info.name} ({run_id}) {verb} {where} in {layout.dir} [stream {stream}]")
-    return _set_current(run)
+    _set_current(run)
+    if sync_tensorboard or tensorboard:
+        start_tensorboard_sync(run)
+    return run
+
+
+def _reinit(reinit: bool | str | None) -> Run | None:
+    """W&B's ``reinit`` when a run is active: finish it (True, ``"finish_previous"``), return it
+    (``"return_previous"``), or leave it running and start another (the default, ``"create_new"``)."""
+    run = _current
+    if run is None or run.finished:
+        return None
+    r = reinit.strip().lower() if isinstance(reinit, str) else reinit
+    if r is True or r == "finish_previous":
+        run.finish()
+        return None
+    if r == "return_previous":
+        return run
+    if r in (None, False, "default", "create_new"):
+        return None
+    raise ValueError(f"init(reinit={reinit!r}): use True, False, 'finish_previous', 'return_previous' or "
+                     "'create_new'")
 
 
 def _start_sidecars(run: Run, layout: RunLayout, stream: str, run_id: str, incarnation: int, settings: Settings,
@@ -454,16 +482,17 @@ def current() -> Run | None:
     return _current
 
 
-def log(data: Mapping[str, Any], step: int | None = None, commit: bool = True) -> None:
-    """Log to the current run (the last one started with ``runsync.init()``)."""
+def log(data: Any = NO_DATA, step: int | None = None, commit: bool | None = None,
+        sync: bool | None = None) -> None:
+    """Log to the current run (the last one started with ``runsync.init()``); ``log()`` alone commits the step."""
     run = _current
     if run is None:
         raise RunsyncError("runsync.log() called with no active run; call runsync.init() first")
     run.log(data, step=step, commit=commit)
 
 
-def finish(exit_code: int = 0) -> None:
-    """Finish the current run, if any."""
+def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
+    """Finish the current run, if any (``exit_code`` ≠ 0: failed)."""
     run = _current
     if run is not None:
-        run.finish(exit_code=exit_code)
+        run.finish(exit_code=exit_code or 0)
