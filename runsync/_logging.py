@@ -25,12 +25,17 @@ class _StderrUnlessConfigured(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         own = logging.getLogger(ROOT)
-        if logging.getLogger().handlers or any(h is not self for h in own.handlers):
+        if any(_configured(h) for h in logging.getLogger().handlers) or any(h is not self for h in own.handlers):
             return  # propagation (or the user's own handler) delivers it
         try:
             print(self.format(record), file=sys.stderr, flush=True)
         except Exception:  # a closed stderr must not break training
             pass
+
+
+def _configured(handler: logging.Handler) -> bool:
+    """A root handler someone configured; pytest's capture handlers are not (they show nothing on a terminal)."""
+    return not type(handler).__module__.startswith("_pytest")
 
 
 def _root() -> logging.Logger:

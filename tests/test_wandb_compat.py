@@ -471,7 +471,7 @@ def test_define_metric_is_in_the_wal_before_any_flush(root: Path) -> None:
     run.define_metric("loss", step_metric="epoch")
     layout = RunLayout(run.dir)
     doc = ConfigDoc()
-    for _inc, cols in stream_tails(layout.history, layout.stream("main"), -1):
+    for _inc, cols in stream_tails(layout.stream("main"), -1, parts_dir=layout.history).tails:
         doc.apply(cols.meta)
     assert doc.metrics["loss"]["step_metric"] == "epoch"
     run.finish()

@@ -33,7 +33,7 @@ def metric_definitions(run_dir: str | Path) -> dict[str, dict[str, Any]]:
                 doc = copy.deepcopy(load_doc(ConfigDoc, st.config))
             except FileNotFoundError:
                 doc = ConfigDoc()
-            for _inc, cols in stream_tails(layout.history, st, doc.applied_seq):
+            for _inc, cols in stream_tails(st, doc.applied_seq, parts_dir=layout.history).tails:
                 doc.apply(cols.meta)
         except (FormatError, OSError):
             continue  # a stream that cannot be read is reported by the run's other readers; no definitions
