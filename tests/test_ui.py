@@ -143,7 +143,7 @@ def test_fifty_concurrent_clients(runs_root: Path, server_for_paths: Any) -> Non
     srv = server_for_paths
     ids = ",".join(r["id"] for r in srv.json("/api/index")["runs"])
     out = subprocess.run([sys.executable, "-c", CLIENTS, srv.base, ids, "50"], capture_output=True, text=True,
-                         timeout=240, env=env())
+                         timeout=240, env=env(), check=True)
     results = json.loads(out.stdout)
     assert len(results) == 200 and all(r == 200 for r in results), [r for r in results if r != 200][:5]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from cdp import Browser, Page, find_chromium
+from report_runs import write_system_part
 from ui_util import TRAIN, clone_runs, env, make_small_runs, ui_server, wait
 
 pytest.importorskip("aiohttp")
@@ -78,7 +79,9 @@ def _only_server(page: Page, base: str) -> None:
 
 def test_runs_listed_charts_drawn_controls(tmp_path: Path, browser: Browser) -> None:
     root = tmp_path / "runs"
-    make_small_runs(root, 3, 500)
+    make_small_runs(root, 3, 500, media=True)
+    for d in root.iterdir():
+        write_system_part(d, samples=40)
     with ui_server(root, "--interval", "0.5") as srv:
         page = _page(browser)
         page.navigate(srv.url)
@@ -90,6 +93,13 @@ def test_runs_listed_charts_drawn_controls(tmp_path: Path, browser: Browser) -> 
                    60, "the loss chart with three runs")
         assert all(n == 500 for _id, n, _last in got["lines"])
         wait(lambda: (c := _chart(page, "val/acc")) and len(c["lines"]) == 3, 60, "the val/acc chart")
+        # system metrics and the media gallery, from the same server
+        page.evaluate("document.getElementById('sec-system').scrollIntoView()")
+        wait(lambda: (c := _chart(page, "cpu.percent", "system")) and len(c["lines"]) == 3 and c["painted"] > 200,
+             60, "a system chart")
+        imgs = wait(lambda: page.evaluate("document.querySelectorAll('#sec-media img').length"), 60, "media images")
+        assert imgs == 3 and page.evaluate("document.querySelector('#sec-media img').src").startswith("data:image/png")
+        page.evaluate("window.scrollTo(0, 0)")
         # x axis: epoch (a logged key) and smoothing change what is drawn
         before = got["redraws"]
         page.evaluate("(() => { const s = document.getElementById('xaxis'); s.value = 'key:epoch';"

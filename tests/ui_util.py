@@ -35,7 +35,9 @@ TRAIN = textwrap.dedent('''
 
 SMALL = textwrap.dedent('''
     import math, sys, runsync
+    import numpy as np
     settings = runsync.Settings(part_interval=0.2, flush_interval=0.05)
+    media = sys.argv[4] == "1"
     for k in range(int(sys.argv[2])):
         run = runsync.init(dir=sys.argv[1], project="p", name=f"small-{k}", config={"lr": 10.0 ** -k, "seed": 7},
                            settings=settings)
@@ -43,6 +45,8 @@ SMALL = textwrap.dedent('''
             row = {"train/loss": (k + 1) * math.exp(-i / 100), "epoch": i // 100}
             if i % 50 == 0:
                 row["val/acc"] = i / 1000
+            if media and i % 100 == 0:
+                row["samples"] = runsync.Image(np.full((8, 8, 3), i % 256, dtype=np.uint8), caption=f"step {i}")
             run.log(row)
         run.summary["best"] = k
         run.finish()
@@ -57,9 +61,10 @@ def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return e
 
 
-def make_small_runs(root: Path, runs: int = 3, steps: int = 500) -> None:
-    subprocess.run([sys.executable, "-c", SMALL, str(root), str(runs), str(steps)], env=env(), check=True,
-                   timeout=300)
+def make_small_runs(root: Path, runs: int = 3, steps: int = 500, media: bool = False) -> None:
+    """``runs`` finished runs of ``steps`` steps (train/loss, epoch, val/acc; with ``media`` an image each 100)."""
+    subprocess.run([sys.executable, "-c", SMALL, str(root), str(runs), str(steps), "1" if media else "0"],
+                   env=env(), check=True, timeout=300)
 
 
 def clone_runs(root: Path, n: int) -> list[str]:

@@ -6,11 +6,12 @@ chart) and then, per chart, for that key's series of the runs it draws. A
 :class:`RunStore` keeps both in memory:
 
 - ``scan()`` (every few seconds, on a worker thread) lists the run directories
-  and takes one stat per file of each (run.json, its tables' directories, every
-  file of every stream: WAL segments grow while a run trains). A run whose
-  stats did not change keeps its record and its data; a changed one gets a new
-  *run version* ``rv`` and is re-read on the next request. A running run's
-  record is rebuilt every pass (its state depends on its heartbeat, spec §7.3).
+  and takes one stat per file of each (spec §9.3, watching runs: run.json, the
+  run directory's entries, every file of every stream — WAL segments grow while
+  a run trains). A run whose stats did not change keeps its record and its
+  data; a changed one gets a new *run version* ``rv`` and is re-read on the
+  next request. A running run's record is rebuilt every pass (its state
+  depends on its heartbeat, spec §7.3).
 - ``data(id)`` reads a run once per version with ``build.read_run`` — the
   report's own reader, downsampled the same way — and keeps the result; a
   finished run is therefore read once, a live one once per change.
@@ -49,7 +50,7 @@ _READ_ERRORS = (RunsyncError, OSError, ValueError, KeyError, TypeError)
 
 
 def run_signature(run_dir: Path) -> str:
-    """A short hash of the stats of every file a run's page data depends on; changes when the run does."""
+    """A short hash of the stats of every file a run's page data depends on; changes when the run does (spec §9.3)."""
     h = hashlib.sha256()
 
     def add(path: str, rel: str) -> bool:

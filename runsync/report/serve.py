@@ -115,9 +115,9 @@ def make_app(store: RunStore, opts: UiOptions) -> web.Application:
             if once is not None:
                 if not token_ok(once):
                     return _error(401, "wrong token")
-                resp = web.HTTPSeeOther(location=request.rel_url.with_query(None).path)
-                resp.set_cookie(_COOKIE, once, httponly=True, samesite="Strict", path="/")
-                return resp
+                moved = web.HTTPSeeOther(location=request.rel_url.with_query(None).path)
+                moved.set_cookie(_COOKIE, once, httponly=True, samesite="Strict", path="/")
+                return moved
             auth = request.headers.get("Authorization", "")
             given = (request.headers.get("X-Runsync-Token")
                      or (auth[7:] if auth.lower().startswith("bearer ") else None)
