@@ -212,3 +212,16 @@ def test_key_block_is_the_keys_points_and_repicks() -> None:
     pts = _points(few, "loss")
     assert len(pts) <= 420 and (1234, 50) in pts and set(pts) <= set(_points(block, "loss"))
     assert key_block(block, "missing", 10) is None
+
+
+def test_an_unreadable_run_is_listed_as_a_problem_the_rest_served(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    make_small_runs(root, 2, 100)
+    bad = root / "broken1"
+    (bad / "streams").mkdir(parents=True)
+    (bad / "run.json").write_text("{not json")
+    with ui_server(root) as srv:
+        idx = srv.json("/api/index")
+        assert len(idx["runs"]) == 2
+        assert [e["path"] for e in idx["errors"]] == [str(bad)] and "broken1" not in {r["id"] for r in idx["runs"]}
+        assert srv.get("/api/run/broken1")[0] == 404

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cdp import Browser, Page, find_chromium
 from report_runs import write_system_part
-from ui_util import TRAIN, clone_runs, env, make_small_runs, ui_server, wait
+from ui_util import TRAIN, clone_runs, env, make_small_runs, spawn_ranks, ui_server, wait
 
 pytest.importorskip("aiohttp")
 pytestmark = pytest.mark.timeout(300)
@@ -182,3 +182,19 @@ def test_token_url_leaves_the_address_bar(tmp_path: Path, browser: Browser) -> N
         page.wait_for("window.runsyncReport && window.runsyncReport.ready", 60)
         assert page.evaluate("location.href") == srv.base
         wait(lambda: (c := _chart(page, "train/loss")) and len(c["lines"]) == 1, 60, "the chart behind the token")
+
+
+def test_one_line_per_rank_and_the_mean_toggle(tmp_path: Path, browser: Browser) -> None:
+    root = tmp_path / "runs"
+    spawn_ranks(root, 3)
+    with ui_server(root) as srv:
+        page = _page(browser)
+        page.navigate(srv.url)
+        got = wait(lambda: (c := _chart(page, "loss")) and len(c["lines"]) == 3 and c, 60, "three rank lines")
+        assert [n for _id, n, _last in got["lines"]] == [100, 100, 100]
+        legend = page.evaluate("[...document.querySelectorAll('.chart[data-key=loss] .legend .item')]"
+                               ".map(e => e.dataset.stream)")
+        assert legend == ["rank0", "rank1", "rank2"]
+        page.evaluate("document.getElementById('streammean').click()")
+        wait(lambda: (c := _chart(page, "loss")) and len(c["lines"]) == 1, 30, "the mean line")
+        assert not page.console_errors()

@@ -53,6 +53,24 @@ SMALL = textwrap.dedent('''
 ''')
 
 
+RANK = textwrap.dedent('''
+    import os, sys, runsync
+    settings = runsync.Settings(part_interval=0.2, flush_interval=0.05)
+    run = runsync.init(dir=sys.argv[1], id="ranked", name="ranked", settings=settings)
+    rank = int(os.environ["RANK"])
+    for i in range(100):
+        run.log({"loss": 1 / (i + 1) + rank})
+    run.finish()
+''')
+
+
+def spawn_ranks(root: Path, world: int) -> None:
+    """One run ``ranked`` logged by ``world`` processes at once (RANK=0..world-1): one stream each (spec §4.5)."""
+    procs = [subprocess.Popen([sys.executable, "-c", RANK, str(root)],
+                              env=env({"RANK": str(r), "WORLD_SIZE": str(world)})) for r in range(world)]
+    assert all(p.wait(180) == 0 for p in procs)
+
+
 def env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the subprocesses: this checkout first, no RUNSYNC_* of the caller, quiet writer."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("RUNSYNC_")}

@@ -26,6 +26,7 @@ are bounded in size, ids per request and requests in flight; nothing writes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import secrets
@@ -47,7 +48,6 @@ __all__ = ["LOCAL_HOSTS", "TOKEN_ENV", "UiOptions", "make_app", "needs_token", "
 TOKEN_ENV = "RUNSYNC_UI_TOKEN"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # served without a token
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
-_COOKIE = "runsync_ui_token"
 MAX_IDS = 100  # runs per request
 MAX_KEY = 1024  # characters of a metric key in a request
 MAX_IN_FLIGHT = 64  # data requests being served at once; more wait (up to _WAIT s), then get 503
@@ -99,6 +99,8 @@ def _ids(request: web.Request, store: RunStore) -> list[str] | web.Response:
 def make_app(store: RunStore, opts: UiOptions) -> web.Application:
     """The aiohttp application serving ``store`` (see the module docstring)."""
     token = opts.token.encode("utf-8") if opts.token else None
+    # Cookies are kept per host, not per port: servers with different tokens on one host need different names.
+    cookie = "runsync_ui_" + hashlib.sha256(token).hexdigest()[:12] if token else ""
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="runsync-ui")
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
     index_cache: dict[str, Any] = {"v": None, "body": None}
@@ -116,12 +118,12 @@ def make_app(store: RunStore, opts: UiOptions) -> web.Application:
                 if not token_ok(once):
                     return _error(401, "wrong token")
                 moved = web.HTTPSeeOther(location=request.rel_url.with_query(None).path)
-                moved.set_cookie(_COOKIE, once, httponly=True, samesite="Strict", path="/")
+                moved.set_cookie(cookie, once, httponly=True, samesite="Strict", path="/")
                 return moved
             auth = request.headers.get("Authorization", "")
             given = (request.headers.get("X-Runsync-Token")
                      or (auth[7:] if auth.lower().startswith("bearer ") else None)
-                     or request.cookies.get(_COOKIE))
+                     or request.cookies.get(cookie))
             if not token_ok(given):
                 return _error(401, "this server needs its access token: open the URL `runsync ui` printed "
                                    "(…/?token=…), or send the X-Runsync-Token header")
@@ -260,7 +262,7 @@ def serve(source: str, host: str = "127.0.0.1", port: int = 6006, opts: UiOption
     app = make_app(store, opts)
 
     async def main() -> None:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port, backlog=256)
         try:
