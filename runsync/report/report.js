@@ -703,7 +703,8 @@
     });
   }
 
-  function runsSection() {
+  // The runs table itself (made again when a served page's runs change; the filter above it stays).
+  function tableBlock() {
     COLS = tableColumns();
     tbody = el("tbody");
     headRow = el("tr");
@@ -749,6 +750,13 @@
       renderTable();
       scheduleRedraw();
     });
+    renderTable();
+    return el("div", { cls: "tablewrap", id: "runs-table" }, [el("table", { cls: "runs" }, [
+      el("thead", {}, [headRow]), tbody])]);
+  }
+
+  function runsSection() {
+    var table = tableBlock();
     var filter = el("input", { type: "search", placeholder: "filter runs (name, id, status, values…)",
       "aria-label": "filter runs", value: state.filter, oninput: function (ev) {
         state.filter = ev.target.value;
@@ -760,11 +768,10 @@
         renderTable();
         scheduleRedraw();
       } });
-    renderTable();
     return el("section", { cls: "block", id: "sec-runs" }, [
       el("h2", { text: "Runs" }),
       el("div", { cls: "tablebar" }, [filter, only]),
-      el("div", { cls: "tablewrap" }, [el("table", { cls: "runs" }, [el("thead", {}, [headRow]), tbody])]),
+      table,
     ]);
   }
 
@@ -1054,11 +1061,17 @@
   // Build the page again (runs or chart keys changed): the choices made so far are kept.
   function rebuild() {
     var y = window.scrollY;
+    var typing = document.activeElement && document.activeElement.type === "search";
     api.charts.forEach(function (ch) { if (ch.plot) ch.plot.destroy(); });
     api.charts = [];
     if (observer) observer.disconnect();
     main();
     window.scrollTo(0, y);
+    var f = typing && document.querySelector("#sec-runs input[type=search]");
+    if (f) {
+      f.focus();
+      f.setSelectionRange(f.value.length, f.value.length);
+    }
   }
 
   function same(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
@@ -1098,8 +1111,14 @@
     }
     updateMeta();
     if (!changed) return;
-    var sec = document.getElementById("sec-runs");
-    if (sec) sec.replaceWith(runsSection());
+    var table = document.getElementById("runs-table");
+    if (table) {
+      var fresh = tableBlock();
+      var top = table.scrollTop, left = table.scrollLeft;
+      table.replaceWith(fresh);
+      fresh.scrollTop = top;
+      fresh.scrollLeft = left;
+    }
     redrawCharts();
     renderConfigDiff();
     renderMedia();
