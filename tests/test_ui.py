@@ -225,3 +225,18 @@ def test_an_unreadable_run_is_listed_as_a_problem_the_rest_served(tmp_path: Path
         assert len(idx["runs"]) == 2
         assert [e["path"] for e in idx["errors"]] == [str(bad)] and "broken1" not in {r["id"] for r in idx["runs"]}
         assert srv.get("/api/run/broken1")[0] == 404
+
+
+def test_store_keeps_keys_of_every_run_and_series_of_a_bounded_few(runs_root: Path) -> None:
+    from runsync.report.live import RunStore
+
+    store = RunStore(str(runs_root), max_runs_in_memory=2)
+    assert store.scan() and not store.scan()  # a second look at unchanged runs changes nothing
+    ids = [r["id"] for r in store.index()["runs"]]
+    assert store.pending() == ids
+    first = {rid: store.data(rid) for rid in ids}
+    assert sum(r.data is not None for r in store._runs.values()) == 2  # the least recently used was dropped
+    idx = store.index()
+    assert idx["pending"] == 0 and idx["keys"] == ["epoch", "train/loss", "val/acc"]
+    v = store.version
+    assert store.data(ids[0]) == first[ids[0]] and store.version == v  # read again, same data, index unchanged

@@ -14,7 +14,11 @@ chart) and then, per chart, for that key's series of the runs it draws. A
   depends on its heartbeat, spec §7.3).
 - ``data(id)`` reads a run once per version with ``build.read_run`` — the
   report's own reader, downsampled the same way — and keeps the result; a
-  finished run is therefore read once, a live one once per change.
+  finished run is therefore read once, a live one once per change. What the
+  index needs of a run (its keys, its problems) is kept for every run; the
+  series of at most ``max_runs_in_memory`` runs (the most recently used) are,
+  so memory stays bounded with any number of runs (an evicted run is read
+  again when a chart asks for it).
 - a remote (``s3://…``) is read through the verified cache of
   ``runsync.reader.remote``: each scan refreshes the runs' documents, and a run
   is fetched whole (every file checked against its manifest, spec §12) before
@@ -31,13 +35,14 @@ import hashlib
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..format.errors import FormatError, RunsyncError
+from ..format.errors import FormatError
 from ..format.layout import ID_RE, RUN_JSON, STREAMS_DIR
 from ..format.meta import State
 from .build import FORMAT, ReportOptions, read_run, run_entry, xkey_order
@@ -45,8 +50,6 @@ from .downsample import pick, points_per_series
 from .media import MediaBudget, collect_media
 
 __all__ = ["RunStore", "key_block", "run_signature"]
-
-_READ_ERRORS = (RunsyncError, OSError, ValueError, KeyError, TypeError)
 
 
 def run_signature(run_dir: Path) -> str:
@@ -138,8 +141,11 @@ class _Run:
     rec: dict[str, Any]
     sig: str
     entry: dict[str, Any]
-    data: dict[str, Any] | None = None  # {"history"?, "system"?, "problems", "media_keys"} for this version
+    data: dict[str, Any] | None = None  # {"history"?, "system"?} of this version, while in memory
     media: dict[str, Any] | None = None
+    # What the index shows of the run: {"history", "x", "system", "media", "problems"}; "sig": of which version
+    # (a changed run keeps the keys of its previous version until it is read again).
+    keys: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -147,7 +153,7 @@ class RunStore:
     """The runs of one source, as the served page sees them (see the module docstring)."""
 
     def __init__(self, source: str, title: str | None = None, options: ReportOptions | None = None,
-                 media_bytes_per_run: int = 2_000_000) -> None:
+                 media_bytes_per_run: int = 2_000_000, max_runs_in_memory: int = 256) -> None:
         from ..reader.remote import as_path, is_url
 
         self.source = source
@@ -156,6 +162,8 @@ class RunStore:
         self.title = title or f"runsync ui: {self.url or Path(self.root or '.').resolve().name}"
         self.opts = options or ReportOptions()
         self.media_bytes = media_bytes_per_run
+        self.max_in_memory = max(1, max_runs_in_memory)
+        self._loaded: OrderedDict[str, _Run] = OrderedDict()  # runs whose series are in memory, oldest use first
         self.version = 0  # bumped whenever the index changes
         self._runs: dict[str, _Run] = {}
         self._order: list[str] = []
@@ -205,7 +213,7 @@ class RunStore:
                     changed = True
                 runs[name] = prev
                 continue
-            runs[name] = _Run(rec, sig, self._entry(rec, sig))
+            runs[name] = _Run(rec, sig, self._entry(rec, sig), keys=prev.keys if prev is not None else None)
             changed = True
         records = sort_records([r.rec for r in runs.values()], "-created", known_columns(r.rec for r in runs.values()))
         order = [Path(r["path"]).name for r in records]
@@ -238,32 +246,51 @@ class RunStore:
         return open_run(fetch_run(f"{self.url}/{Path(run.rec['path']).name}"))
 
     def data(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
-        """(run version, {"history"?, "system"?, "problems", "media_keys"}) of a run, read once per version."""
+        """(run version, {"history"?, "system"?}) of a run, read once per version (while in memory)."""
         run = self._runs.get(run_id)
         if run is None:
             return None
         with run.lock:
-            if run.data is None:
-                entry: dict[str, Any] = dict(run.entry)
-                out: dict[str, Any] = {"problems": [], "media_keys": []}
-                try:
-                    view = self._open(run)
-                    # each run is read at a one-run report's resolution; a chart of many runs re-picks (series())
-                    _rows, out["problems"] = read_run(view, entry, self.opts, 1)
-                    keys_fn = getattr(view, "media_keys", None)
-                    out["media_keys"] = sorted(str(k) for k in keys_fn()) if callable(keys_fn) else []
-                except _READ_ERRORS as e:
-                    out["problems"].append(f"{type(e).__name__}: {e}")
-                except Exception as e:  # noqa: BLE001 -- pyarrow's errors and reader bugs cost this run only
-                    out["problems"].append(f"{type(e).__name__}: {e}")
-                for kind in ("history", "system"):
-                    if kind in entry:
-                        out[kind] = entry[kind]
-                run.data = out
-                with self._lock:
-                    self.version += 1
-                    self._index = None
-            return run.sig, run.data
+            data = run.data
+            if data is None:
+                data, keys = self._read(run)
+                run.data = data
+                fresh = run.keys is None or run.keys != keys
+                run.keys = keys
+                if fresh:
+                    with self._lock:
+                        self.version += 1
+                        self._index = None
+        self._keep(run_id, run)
+        return run.sig, data
+
+    def _read(self, run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
+        entry: dict[str, Any] = dict(run.entry)
+        problems: list[str] = []
+        media: list[str] = []
+        try:
+            view = self._open(run)
+            # each run is read at a one-run report's resolution; a chart of many runs re-picks (series())
+            _rows, problems = read_run(view, entry, self.opts, 1)
+            keys_fn = getattr(view, "media_keys", None)
+            media = sorted(str(k) for k in keys_fn()) if callable(keys_fn) else []
+        except Exception as e:  # noqa: BLE001 -- unreadable runs, pyarrow's errors, reader bugs: this run only
+            problems = [*problems, f"{type(e).__name__}: {e}"]
+        data: dict[str, Any] = {kind: entry[kind] for kind in ("history", "system") if kind in entry}
+        keys: dict[str, Any] = {"sig": run.sig, "history": sorted(data.get("history", {}).get("series", {})),
+                "x": sorted(data.get("history", {}).get("x", {})),
+                "system": sorted(data.get("system", {}).get("series", {})), "media": media, "problems": problems}
+        return data, keys
+
+    def _keep(self, run_id: str, run: _Run) -> None:
+        """Mark a run's series as just used; drop those of the least recently used beyond the limit."""
+        with self._lock:
+            self._loaded[run_id] = run
+            self._loaded.move_to_end(run_id)
+            while len(self._loaded) > self.max_in_memory:
+                _rid, old = self._loaded.popitem(last=False)
+                old.data = None
+                old.media = None
 
     def series(self, kind: str, key: str, run_ids: list[str]) -> dict[str, Any]:
         """{run id: {"rv", "block"}} — ``key``'s chart data of each run (block None if it did not log it)."""
@@ -283,6 +310,7 @@ class RunStore:
         run = self._runs.get(run_id)
         if run is None:
             return None
+        self._keep(run_id, run)
         with run.lock:
             if run.media is None:
                 items: dict[str, Any] = {}
@@ -294,9 +322,9 @@ class RunStore:
             return run.sig, run.media
 
     def pending(self) -> list[str]:
-        """Ids of listed runs not read yet at their current version, newest first."""
+        """Ids of listed runs whose keys are not known at their current version, newest first."""
         runs = self._runs
-        return [rid for rid in self._order if rid in runs and runs[rid].data is None]
+        return [rid for rid in self._order if rid in runs and (runs[rid].keys or {}).get("sig") != runs[rid].sig]
 
     # ------------------------------------------------------------ the index
     def index(self) -> dict[str, Any]:
@@ -315,15 +343,17 @@ class RunStore:
         for rid in order:
             run = runs[rid]
             entries.append(run.entry)
-            if run.data is None:
+            keys = run.keys
+            if keys is None or keys["sig"] != run.sig:
                 pending += 1
+            if keys is None:
                 continue
-            hist.update(run.data.get("history", {}).get("series", {}))
-            for k in run.data.get("history", {}).get("x", {}):
+            hist.update(keys["history"])
+            for k in keys["x"]:
                 xkeys[k] = xkeys.get(k, 0) + 1
-            system.update(run.data.get("system", {}).get("series", {}))
-            media.update(run.data["media_keys"])
-            errors.extend({"path": run.rec["path"], "error": p} for p in run.data["problems"])
+            system.update(keys["system"])
+            media.update(keys["media"])
+            errors.extend({"path": run.rec["path"], "error": p} for p in keys["problems"])
         index = {
             "format": FORMAT, "v": version, "title": self.title, "generated": time.time(),
             "source": self.url or str(self.root),
