@@ -207,3 +207,26 @@ def test_one_line_per_rank_and_the_mean_toggle(tmp_path: Path, browser: Browser)
         page.evaluate("document.getElementById('streammean').click()")
         wait(lambda: (c := _chart(page, "loss")) and len(c["lines"]) == 1, 30, "the mean line")
         assert not page.console_errors()
+
+
+def test_s3_source_drawn(tmp_path: Path, browser: Browser) -> None:
+    pytest.importorskip("moto.server")
+    from sync_s3server import moto_s3
+
+    s3 = moto_s3()
+    src = tmp_path / "runs"
+    make_small_runs(src, 2, 300, media=True)
+    url = s3.fresh_url()
+    extra = {**s3.env, "RUNSYNC_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-m", "runsync", "push", str(src), url], env=env(extra), check=True,
+                   timeout=240, capture_output=True)
+    with ui_server(url, "--interval", "1", extra_env=extra) as srv:
+        page = _page(browser)
+        page.navigate(srv.url)
+        got = wait(lambda: (c := _chart(page, "train/loss")) and len(c["lines"]) == 2 and c, 90, "two runs from S3")
+        assert [n for _id, n, _last in got["lines"]] == [300, 300] and got["painted"] > 500
+        assert url in page.evaluate("document.querySelector('header .meta').textContent")
+        page.evaluate("document.getElementById('sec-media').scrollIntoView()")
+        wait(lambda: page.evaluate("document.querySelectorAll('#sec-media img').length") == 2, 60, "media from S3")
+        assert not page.console_errors()
+        _only_server(page, srv.base)
