@@ -240,3 +240,15 @@ def test_store_keeps_keys_of_every_run_and_series_of_a_bounded_few(runs_root: Pa
     assert idx["pending"] == 0 and idx["keys"] == ["epoch", "train/loss", "val/acc"]
     v = store.version
     assert store.data(ids[0]) == first[ids[0]] and store.version == v  # read again, same data, index unchanged
+
+
+def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "runsync", "ui", str(tmp_path / "nope"), "--port", "0"], env=env(),
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2 and "no runs directory" in out.stderr and "Traceback" not in out.stderr
+    closed = "http://127.0.0.1:9"  # nothing listens on the discard port
+    extra = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_ENDPOINT_URL_S3": closed,
+             "AWS_ENDPOINT_URL": closed, "AWS_DEFAULT_REGION": "us-east-1", "RUNSYNC_CACHE_DIR": str(tmp_path / "c")}
+    out = subprocess.run([sys.executable, "-m", "runsync", "ui", "s3://nowhere/runs", "--port", "0"],
+                         env=env(extra), capture_output=True, text=True, timeout=240, check=False)
+    assert out.returncode == 1 and "runsync: error:" in out.stderr and "Traceback" not in out.stderr, out.stderr

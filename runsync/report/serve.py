@@ -31,6 +31,7 @@ import hmac
 import json
 import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -271,7 +272,8 @@ def serve(source: str, host: str = "127.0.0.1", port: int = 6006, opts: UiOption
             await runner.cleanup()
             raise RunsyncError(f"cannot listen on {host}:{port}: {e.strerror or e} (pick another --port)") from e
         addr = runner.addresses[0]
-        shown = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
+        name = socket.getfqdn() if str(addr[0]) in ("0.0.0.0", "::") else str(addr[0])  # all interfaces: a name
+        shown = f"[{name}]" if ":" in name else name
         url = f"http://{shown}:{addr[1]}/" + (f"?token={opts.token}" if opts.token else "")
         scanner.start()
         stop = asyncio.Event()
