@@ -108,6 +108,8 @@ def test_token_required_off_loopback(runs_root: Path) -> None:
         cookie = headers["set-cookie"].split(";", 1)[0]
         assert "httponly" in headers["set-cookie"].lower() and "samesite=strict" in headers["set-cookie"].lower()
         assert srv.get("/", {"Cookie": cookie})[0] == 200
+        status, headers, _ = srv.get(f"//evil.example/x?token={token}")
+        assert status == 303 and headers["location"] == "/evil.example/x"  # never a redirect off the server
     # no --token on another address: one is made up and printed with the URL
     with ui_server(runs_root, "--host", "127.0.0.2") as srv:
         made = srv.url.split("?token=", 1)[1]

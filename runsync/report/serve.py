@@ -118,7 +118,8 @@ def make_app(store: RunStore, opts: UiOptions) -> web.Application:
             if once is not None:
                 if not token_ok(once):
                     return _error(401, "wrong token")
-                moved = web.HTTPSeeOther(location=request.rel_url.with_query(None).path)
+                # the same path without the query; "/" + lstrip: never "//host", which would leave the server
+                moved = web.HTTPSeeOther(location="/" + request.rel_url.path.lstrip("/"))
                 moved.set_cookie(cookie, once, httponly=True, samesite="Strict", path="/")
                 return moved
             auth = request.headers.get("Authorization", "")
