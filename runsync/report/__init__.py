@@ -9,6 +9,12 @@ points to draw, ``media`` embeds images/histograms/tables/text, ``html`` writes
 the document (``--where`` is the language of ``runsync runs``, ``runsync.reader.query``); ``report.js``, ``smooth.js``
 and ``report.css`` are the page.
 
+``runsync ui`` serves the same page live (``live`` keeps the runs of a directory or
+a remote current and cuts one chart's data out of a run's block, ``serve`` is the
+aiohttp server, ``served.js`` the page's only network code, absent from a report):
+the page then fetches the index (the data below without the blocks, plus ``v``,
+``pending`` and each run's version ``rv``) and, per chart, one key's BLOCK per run.
+
 Report data (JSON, format 1)::
 
     {"format": 1, "title": str, "generated": unix s, "source": str, "options": {...},

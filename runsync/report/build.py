@@ -40,7 +40,8 @@ from ..reader.streams import reduce_series
 from .downsample import pick, points_per_series
 from .media import MediaBudget, MediaLimits, collect_media
 
-__all__ = ["FORMAT", "ReportOptions", "RunDone", "collect", "encode_values", "select_runs", "series_block"]
+__all__ = ["FORMAT", "ReportOptions", "RunDone", "collect", "encode_values", "read_run", "run_entry", "select_runs",
+           "series_block", "xkey_order"]
 
 FORMAT = 1  # version of the report's data JSON; bump on an incompatible change
 
@@ -259,7 +260,8 @@ def select_runs(root: str | Path, refs: list[str] | None = None, where: str | No
     return records, errors
 
 
-def _run_entry(rec: dict[str, Any]) -> dict[str, Any]:
+def run_entry(rec: dict[str, Any]) -> dict[str, Any]:
+    """A run's record (``runsync runs``) as the report's run entry, without its data blocks."""
     out = {k: _jsonable(rec.get(k)) for k in _BASE_FIELDS}
     out["config"] = {k[7:]: _jsonable(v) for k, v in rec.items() if k.startswith("config.")}
     out["summary"] = {k[8:]: _jsonable(v) for k, v in rec.items() if k.startswith("summary.")}
@@ -282,6 +284,45 @@ def _system_table(view: Any) -> tuple[pa.Table | None, str | None]:
     except Exception as e:  # noqa: BLE001 -- reported with the run; history and media are still shown
         return None, f"system metrics: {type(e).__name__}: {e}"
     return (table if table is not None and table.num_rows else None), None
+
+
+def read_run(view: Any, entry: dict[str, Any], opts: ReportOptions, runs: int) -> tuple[int, list[str]]:
+    """Add one run's ``t0``, ``history`` and ``system`` blocks to its ``entry``; (history rows, problems).
+
+    The one reader of a run's series for the page, whether inlined by
+    ``collect`` or served by ``runsync ui`` (``serve.py``). ``runs`` is the number
+    of runs sharing ``opts.budget``. Raises what the reader raises for an
+    unreadable run; trouble in system metrics alone is a problem, not an error.
+    """
+    problems: list[str] = []
+    t0 = float(entry.get("start") or entry.get("created") or 0.0)
+    entry["t0"] = t0
+    hist = view.history(wide=False, format="arrow")
+    rows = int(hist.num_rows)
+    layout = getattr(view, "layout", None)
+    defs = metric_definitions(layout.dir) if layout is not None else {}
+    wanted = tuple(sorted({d["step_metric"] for d in defs.values()
+                           if isinstance(d, dict) and isinstance(d.get("step_metric"), str)}))
+    block = series_block(hist, t0, opts.max_points, opts.budget, runs, opts.max_x_keys, axes=wanted)
+    del hist
+    if block is not None:
+        entry["history"] = block
+        # each key's step_metric (define_metric, spec §3.2) that this run can plot it against
+        entry["step_metrics"] = {k: v for k, v in step_metrics(defs, list(block["series"])).items()
+                                 if v in block["x"]}
+    system, problem = _system_table(view)
+    if problem:
+        problems.append(problem)
+    if system is not None:
+        sblock = series_block(system, t0, opts.max_points, opts.budget, runs, by_stream=True)
+        if sblock is not None:
+            entry["system"] = sblock
+    return rows, problems
+
+
+def xkey_order(counts: dict[str, int]) -> list[str]:
+    """X-axis keys, those named like a position in training first, then by how many runs have them."""
+    return sorted(counts, key=lambda k: (_AXIS_NAME.search(k) is None, -counts[k], k))
 
 
 def collect(root: str | Path, refs: list[str] | None = None, where: str | None = None,
@@ -310,36 +351,20 @@ def collect(root: str | Path, refs: list[str] | None = None, where: str | None =
     key_axes: dict[str, set[str | None]] = {}  # history key → the step_metric of each run that logged it
     for done, rec in enumerate(records, 1):
         t = time.monotonic()
-        entry = _run_entry(rec)
+        entry = run_entry(rec)
         rows = 0
         err = None
         try:
             view = opener(rec["path"])
-            t0 = float(rec.get("start") or rec.get("created") or 0.0)
-            entry["t0"] = t0
-            hist = view.history(wide=False, format="arrow")
-            rows = hist.num_rows
-            defs = metric_definitions(view.layout.dir)
-            wanted = tuple(sorted({d["step_metric"] for d in defs.values()
-                                   if isinstance(d, dict) and isinstance(d.get("step_metric"), str)}))
-            block = series_block(hist, t0, opts.max_points, opts.budget, n, opts.max_x_keys, axes=wanted)
-            del hist
-            if block is not None:
-                entry["history"] = block
-                hist_keys.update(block["series"])
-                sm = {k: v for k, v in step_metrics(defs, list(block["series"])).items() if v in block["x"]}
-                for k in block["series"]:
-                    key_axes.setdefault(k, set()).add(sm.get(k))
-                for k in block["x"]:
-                    x_keys[k] = x_keys.get(k, 0) + 1
-            system, problem = _system_table(view)
-            if problem:
-                errors.append({"path": rec["path"], "error": problem})
-            if system is not None:
-                sblock = series_block(system, t0, opts.max_points, opts.budget, n, by_stream=True)
-                if sblock is not None:
-                    entry["system"] = sblock
-                    sys_keys.update(sblock["series"])
+            rows, problems = read_run(view, entry, opts, n)
+            errors.extend({"path": rec["path"], "error": p} for p in problems)
+            hist_keys.update(entry.get("history", {}).get("series", {}))
+            for k in entry.get("history", {}).get("x", {}):
+                x_keys[k] = x_keys.get(k, 0) + 1
+            sm = entry.pop("step_metrics", {})
+            for k in entry.get("history", {}).get("series", {}):
+                key_axes.setdefault(k, set()).add(sm.get(k))
+            sys_keys.update(entry.get("system", {}).get("series", {}))
             # Each run may use its share of the media budget plus whatever earlier runs left.
             granted = budget.left // max(1, n - done + 1)
             share = MediaBudget(granted)
@@ -366,7 +391,7 @@ def collect(root: str | Path, refs: list[str] | None = None, where: str | None =
                     "media_bytes": opts.media_bytes, "image_side": opts.media.image_side},
         "runs": runs,
         "keys": sorted(hist_keys),
-        "xkeys": sorted(x_keys, key=lambda k: (_AXIS_NAME.search(k) is None, -x_keys[k], k)),
+        "xkeys": xkey_order(x_keys),
         # the default x-axis of a key whose runs all plot it against the same step_metric (spec §3.2)
         "step_metrics": {k: next(iter(a)) for k, a in sorted(key_axes.items()) if len(a) == 1 and None not in a},
         "system_keys": sorted(sys_keys),

@@ -47,8 +47,13 @@ def _comment_safe(text: str) -> str:
     return text.replace("*/", "* /")
 
 
-def render(data: dict[str, Any]) -> str:
-    """The whole HTML document for report ``data`` (from ``build.collect``)."""
+def render(data: dict[str, Any], served: bool = False) -> str:
+    """The whole HTML document for report ``data`` (from ``build.collect``).
+
+    ``served``: the page of ``runsync ui`` — ``data`` is then only where to fetch
+    the data from (``serve.py``), and ``served.js``, the page's one use of the
+    network, is inlined; a static report never has it.
+    """
     title = html.escape(str(data.get("title") or "runsync report"))
     licence = _comment_safe(asset_text("assets/LICENSE").strip())
     return "".join([
@@ -64,6 +69,7 @@ def render(data: dict[str, Any]) -> str:
         f"<script>\n/* uPlot {UPLOT_VERSION}, vendored unmodified from its npm package.\n{licence}\n*/\n",
         _script_safe(asset_text("assets/uPlot.iife.min.js"), "uPlot"), "\n</script>\n",
         "<script>\n", _script_safe(asset_text("smooth.js"), "smooth.js"), "</script>\n",
+        *(["<script>\n", _script_safe(asset_text("served.js"), "served.js"), "</script>\n"] if served else []),
         "<script>\n", _script_safe(asset_text("report.js"), "report.js"), "</script>\n",
         "</body>\n</html>\n",
     ])

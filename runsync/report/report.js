@@ -2,17 +2,28 @@
  * with uPlot (inlined beside this file). Everything is built with DOM calls and textContent, never
  * from HTML strings, so names, captions and text logged by a run cannot inject markup.
  *
+ * The same page is served by `runsync ui` (runsync/report/serve.py): then the blob holds only `live`
+ * (where to fetch), the runs table comes from the index (polled every live.poll s), and each chart
+ * fetches its key's series of the runs it draws (runsync/report/live.py key_block) when it comes into
+ * view; a run's data is fetched again only when its version (`rv`) changed, so finished runs once.
+ *
  * window.runsyncReport exposes the state for tests: .ready turns true once the first charts are
- * drawn, .redraws counts redraw passes, .smooth is the EMA (smooth.js), .charts the live charts.
+ * drawn, .redraws counts redraw passes, .smooth is the EMA (smooth.js), .charts the live charts,
+ * .fetches and .polls count requests of a served page.
  */
 /* global uPlot, runsyncSmooth */
 "use strict";
 
 (function () {
-  var DATA = JSON.parse(document.getElementById("runsync-data").textContent);
+  var BOOT = JSON.parse(document.getElementById("runsync-data").textContent);
+  // Served by `runsync ui`: fetch data instead of reading it inline, through served.js (absent from a report).
+  var LIVE = BOOT.live && window.runsyncGet ? BOOT.live : null;
+  var DATA = LIVE ? { title: BOOT.title, source: "", runs: [], keys: [], xkeys: [], system_keys: [], media_keys: [],
+    errors: [], v: null, pending: 0 } : BOOT;
   var RUNS = DATA.runs || [];
   var api = (window.runsyncReport = {
-    ready: false, redraws: 0, data: DATA, smooth: runsyncSmooth, charts: [], state: null,
+    ready: false, redraws: 0, data: DATA, smooth: runsyncSmooth, charts: [], state: null, live: !!LIVE,
+    fetches: 0, polls: 0,
   });
 
   // ---------------------------------------------------------------- helpers
@@ -149,11 +160,137 @@
       smW: null, smY: null };
   }
 
-  function block(i, kind) {
+  // Run i's decoded block of `kind` (history/system) holding at least `key`; null if none (yet).
+  function block(i, kind, key) {
     var r = RUNS[i];
+    if (LIVE) {
+      var got = (r._live || {})[kind + "\u0000" + key];
+      return got ? got.dec : null;
+    }
     r._dec = r._dec || {};
     if (!(kind in r._dec)) r._dec[kind] = r[kind] ? decodeBlock(r[kind], r.t0 || 0) : null;
     return r._dec[kind];
+  }
+
+  // ---------------------------------------------------------------- served page: fetching
+  var queue = [], inFlight = 0;
+  function getJSON(url) {
+    return new Promise(function (resolve, reject) {
+      queue.push({ url: url, resolve: resolve, reject: reject });
+      pump();
+    });
+  }
+  function pump() {
+    while (inFlight < 4 && queue.length) {
+      var job = queue.shift();
+      inFlight++;
+      api.fetches++;
+      window.runsyncGet(job.url).then(job.resolve, job.reject).finally(function () {
+        inFlight--;
+        pump();
+      });
+    }
+  }
+  function idBatches(ids) {
+    var out = [];
+    for (var j = 0; j < ids.length; j += LIVE.max_ids) out.push(ids.slice(j, j + LIVE.max_ids));
+    return out;
+  }
+
+  // A fetched copy needs fetching again: missing, or older than the run's version (at most once per index
+  // version: the server may already serve a newer version than the index the page has).
+  function stale(got, r) {
+    return !got || (got.rv !== r.rv && got.at !== DATA.v);
+  }
+
+  // Fetch chart ch's key for the selected runs whose copy is missing or older than their version.
+  function fetchChart(ch) {
+    var slot = ch.kind + "\u0000" + ch.key;
+    var want = [];
+    state.selected.forEach(function (i) {
+      var r = RUNS[i];
+      if (stale((r._live || {})[slot], r) && !(r._want || {})[slot]) want.push(i);
+    });
+    if (!want.length) return false;
+    idBatches(want).forEach(function (batch) {
+      var ids = batch.map(function (i) { return RUNS[i].id; });
+      batch.forEach(function (i) { (RUNS[i]._want = RUNS[i]._want || {})[slot] = true; });
+      ch.loading = (ch.loading || 0) + 1;
+      getJSON(LIVE.series + "?kind=" + encodeURIComponent(ch.kind) + "&key=" + encodeURIComponent(ch.key) +
+        "&runs=" + ids.map(encodeURIComponent).join(",")).then(function (res) {
+        Object.keys(res.runs || {}).forEach(function (id) {
+          var i = indexOf(id);
+          if (i < 0) return;
+          var got = res.runs[id];
+          (RUNS[i]._live = RUNS[i]._live || {})[slot] = { rv: got.rv, at: DATA.v,
+            dec: got.block ? decodeBlock(got.block, RUNS[i].t0 || 0) : null };
+        });
+      }).catch(function (e) {
+        problem("could not fetch " + ch.key + ": " + e.message);
+      }).finally(function () {
+        ids.forEach(function (id) {
+          var i = indexOf(id);
+          if (i < 0) return;
+          var r = RUNS[i];
+          if (r._want) delete r._want[slot];
+          r._live = r._live || {};
+          var got = r._live[slot];
+          if (!got || got.at !== DATA.v) r._live[slot] = { rv: r.rv, at: DATA.v, dec: got ? got.dec : null };
+        });
+        ch.loading--;
+        if (ch.loading === 0) {
+          if (ch.visible || !observer) buildPlot(ch);
+          else ch.stale = true;
+        }
+      });
+    });
+    return true;
+  }
+
+  function indexOf(id) {
+    for (var i = 0; i < RUNS.length; i++) if (RUNS[i].id === id) return i;
+    return -1;
+  }
+
+  // Media of the selected runs (fetched once per run version); renderMedia() again when they arrive.
+  function runMedia(i) {
+    var r = RUNS[i];
+    if (!LIVE) return r.media || {};
+    return (r._media && r._media.media) || {};
+  }
+  var mediaWanted = {};
+  function fetchMedia(sel) {
+    var want = sel.filter(function (i) {
+      var r = RUNS[i];
+      return stale(r._media, r) && !mediaWanted[r.id];
+    });
+    idBatches(want).forEach(function (batch) {
+      var ids = batch.map(function (i) { return RUNS[i].id; });
+      ids.forEach(function (id) { mediaWanted[id] = true; });
+      getJSON(LIVE.media + "?runs=" + ids.map(encodeURIComponent).join(",")).then(function (res) {
+        Object.keys(res.runs || {}).forEach(function (id) {
+          var i = indexOf(id);
+          if (i >= 0) RUNS[i]._media = { rv: res.runs[id].rv, at: DATA.v, media: res.runs[id].media };
+        });
+      }).catch(function (e) {
+        problem("could not fetch media: " + e.message);
+      }).finally(function () {
+        ids.forEach(function (id) {
+          delete mediaWanted[id];
+          var i = indexOf(id);
+          if (i >= 0 && (!RUNS[i]._media || RUNS[i]._media.at !== DATA.v)) {
+            RUNS[i]._media = { rv: RUNS[i].rv, at: DATA.v, media: runMedia(i) };
+          }
+        });
+        renderMedia();
+      });
+    });
+  }
+
+  var lastProblem = null;
+  function problem(msg) {
+    lastProblem = msg;
+    updateMeta();
   }
 
   function smoothed(s, w) {
@@ -166,7 +303,7 @@
 
   // ---------------------------------------------------------------- state
   var state = (api.state = {
-    selected: new Set(RUNS.map(function (_r, i) { return i; })),
+    selected: new Set(RUNS.map(function (_r, i) { return i; })), // a served page: see applyIndex
     smoothing: 0.6,
     xaxis: "step",
     logy: false,
@@ -198,7 +335,7 @@
     var axis = axisFor(kind, key);
     orderedRuns().forEach(function (i) {
       if (!state.selected.has(i)) return;
-      var b = block(i, kind);
+      var b = block(i, kind, key);
       if (!b || !b.series[key]) return;
       var s = b.series[key];
       var xa = axis === "step" ? b.steps : axis === "wall" ? b.wall : axis === "rel" ? b.rel : b.x[axis.slice(4)];
@@ -324,6 +461,7 @@
     ch.body.textContent = "";
     ch.legend.textContent = "";
     ch.stale = false;
+    if (LIVE) fetchChart(ch);
     var list = chartSeries(ch.kind, ch.key);
     ch.list = list;
     ch.axis = axisFor(ch.kind, ch.key);
@@ -342,6 +480,10 @@
       (logged > drawn ? " · " + drawn.toLocaleString() + " of " + logged.toLocaleString() + " points" : "") +
       (ch.axis !== state.xaxis ? " · x: " + axisLabel(ch.axis) : ""));
     if (!list.length) {
+      if (ch.loading) {
+        ch.body.appendChild(el("div", { cls: "empty", text: "loading " + ch.key + "…" }));
+        return;
+      }
       ch.body.appendChild(el("div", { cls: "empty", text: "no selected run logged " + ch.key +
         (state.xaxis.indexOf("key:") === 0 && ch.kind === "history" ? " with " + state.xaxis.slice(4) : "") }));
       return;
@@ -512,11 +654,7 @@
     return cols;
   }
 
-  var COLS = tableColumns();
-  var tbody = el("tbody");
-  var headRow = el("tr");
-  var allBox = el("input", { type: "checkbox", title: "select all shown runs", checked: true });
-  var rowOf = [];
+  var COLS, tbody, headRow, allBox, rowOf; // made by runsSection (again when a served page's runs change)
 
   function orderedRuns() {
     var idx = RUNS.map(function (_r, i) { return i; });
@@ -568,7 +706,13 @@
     });
   }
 
-  function runsSection() {
+  // The runs table itself (made again when a served page's runs change; the filter above it stays).
+  function tableBlock() {
+    COLS = tableColumns();
+    tbody = el("tbody");
+    headRow = el("tr");
+    allBox = el("input", { type: "checkbox", title: "select all shown runs", checked: true });
+    rowOf = [];
     headRow.appendChild(el("th", {}, [allBox]));
     COLS.forEach(function (c, j) {
       headRow.appendChild(el("th", { title: "sort by " + (c.title || c.label), "data-col": c.k,
@@ -609,8 +753,15 @@
       renderTable();
       scheduleRedraw();
     });
+    renderTable();
+    return el("div", { cls: "tablewrap", id: "runs-table" }, [el("table", { cls: "runs" }, [
+      el("thead", {}, [headRow]), tbody])]);
+  }
+
+  function runsSection() {
+    var table = tableBlock();
     var filter = el("input", { type: "search", placeholder: "filter runs (name, id, status, values…)",
-      "aria-label": "filter runs", oninput: function (ev) {
+      "aria-label": "filter runs", value: state.filter, oninput: function (ev) {
         state.filter = ev.target.value;
         renderTable();
       } });
@@ -620,11 +771,10 @@
         renderTable();
         scheduleRedraw();
       } });
-    renderTable();
     return el("section", { cls: "block", id: "sec-runs" }, [
       el("h2", { text: "Runs" }),
       el("div", { cls: "tablebar" }, [filter, only]),
-      el("div", { cls: "tablewrap" }, [el("table", { cls: "runs" }, [el("thead", {}, [headRow]), tbody])]),
+      table,
     ]);
   }
 
@@ -733,10 +883,11 @@
   function renderMedia() {
     mediaBox.textContent = "";
     var sel = orderedRuns().filter(function (i) { return state.selected.has(i); });
+    if (LIVE && (DATA.media_keys || []).length) fetchMedia(sel);
     (DATA.media_keys || []).forEach(function (key) {
       var steps = new Set();
       sel.forEach(function (i) {
-        ((RUNS[i].media || {})[key] || []).forEach(function (it) { steps.add(it.step); });
+        (runMedia(i)[key] || []).forEach(function (it) { steps.add(it.step); });
       });
       var list = Array.from(steps).sort(function (a, b) { return a - b; });
       var wrap = el("div", { cls: "media-key", "data-key": key }, [el("h3", { text: key })]);
@@ -752,7 +903,7 @@
       function fill(step) {
         cards.textContent = "";
         sel.forEach(function (i) {
-          var items = (RUNS[i].media || {})[key] || [];
+          var items = runMedia(i)[key] || [];
           if (!items.length) return;
           // This run's latest kept step at or before the chosen one (else its first).
           var at = null;
@@ -816,6 +967,7 @@
       scheduleRedraw();
     } });
     var anyStreams = RUNS.some(function (r) {
+      if (LIVE) return r.streams > 1;
       var ser = (r.history || {}).series || {};
       return Object.keys(ser).some(function (k) { return ser[k].streams; });
     });
@@ -831,12 +983,16 @@
     ]);
   }
 
+  var metaEl = el("div", { cls: "meta" });
+  function updateMeta() {
+    metaEl.textContent = RUNS.length + " runs from " + DATA.source + (LIVE ? " · live, updated " +
+      fmtDate(DATA.generated) + (DATA.pending ? " · reading " + DATA.pending + " runs…" : "") +
+      (lastProblem ? " · " + lastProblem : "") : " · generated " + fmtDate(DATA.generated));
+  }
+
   function header() {
-    var h = el("header", { cls: "top" }, [
-      el("h1", { text: DATA.title || "runsync report" }),
-      el("div", { cls: "meta", text: RUNS.length + " runs from " + DATA.source + " · generated " +
-        fmtDate(DATA.generated) }),
-    ]);
+    updateMeta();
+    var h = el("header", { cls: "top" }, [el("h1", { text: DATA.title || "runsync report" }), metaEl]);
     if (DATA.errors && DATA.errors.length) {
       h.appendChild(el("details", { cls: "problems" }, [
         el("summary", { text: DATA.errors.length + " problem(s) while reading runs" }),
@@ -890,7 +1046,8 @@
       api.ready = true;
       api.redraws++;
     }
-    if ("ResizeObserver" in window) {
+    if ("ResizeObserver" in window && !api.resizing) {
+      api.resizing = true;
       var lastW = 0;
       new ResizeObserver(function () {
         var wdt = document.body.clientWidth;
@@ -903,6 +1060,86 @@
     }
   }
 
+  // ---------------------------------------------------------------- served page: the index
+  // Build the page again (runs or chart keys changed): the choices made so far are kept.
+  function rebuild() {
+    var y = window.scrollY;
+    var typing = document.activeElement && document.activeElement.type === "search";
+    api.charts.forEach(function (ch) { if (ch.plot) ch.plot.destroy(); });
+    api.charts = [];
+    if (observer) observer.disconnect();
+    main();
+    window.scrollTo(0, y);
+    var f = typing && document.querySelector("#sec-runs input[type=search]");
+    if (f) {
+      f.focus();
+      f.setSelectionRange(f.value.length, f.value.length);
+    }
+  }
+
+  function same(a, b) { return JSON.stringify(a) === JSON.stringify(b); }
+
+  // A new index from the server: keep each run's fetched data (refetched when its version changed) and
+  // the selection (by id); runs that appear are drawn while fewer than live.select are.
+  function applyIndex(idx) {
+    var first = DATA.v === null;
+    var old = {};
+    RUNS.forEach(function (r, i) { old[r.id] = { r: r, sel: state.selected.has(i) }; });
+    var oldIds = RUNS.map(function (r) { return r.id; });
+    var structural = first || !same(oldIds, idx.runs.map(function (r) { return r.id; })) ||
+      !same(DATA.keys, idx.keys) || !same(DATA.system_keys, idx.system_keys) ||
+      !same(DATA.media_keys, idx.media_keys) || !same(DATA.xkeys, idx.xkeys) ||
+      (DATA.errors || []).length !== (idx.errors || []).length;
+    var changed = false;
+    var sel = new Set();
+    idx.runs.forEach(function (r, i) {
+      var o = old[r.id];
+      if (o) {
+        r._live = o.r._live;
+        r._media = o.r._media;
+        r._want = o.r._want;
+        if (o.r.rv !== r.rv || !same(o.r.status, r.status) || o.r.steps !== r.steps) changed = true;
+        if (o.sel) sel.add(i);
+      } else if (first ? i < LIVE.select : sel.size < LIVE.select) {
+        sel.add(i);
+      }
+    });
+    DATA = api.data = idx;
+    RUNS = idx.runs;
+    state.selected = sel;
+    lastProblem = null;
+    if (structural) {
+      rebuild();
+      return;
+    }
+    updateMeta();
+    if (!changed) return;
+    var table = document.getElementById("runs-table");
+    if (table) {
+      var fresh = tableBlock();
+      var top = table.scrollTop, left = table.scrollLeft;
+      table.replaceWith(fresh);
+      fresh.scrollTop = top;
+      fresh.scrollLeft = left;
+    }
+    redrawCharts();
+    renderConfigDiff();
+    renderMedia();
+    updateCount();
+  }
+
+  function poll() {
+    api.polls++;
+    getJSON(LIVE.index + (DATA.v === null ? "" : "?v=" + DATA.v)).then(function (idx) {
+      if (!idx.same) applyIndex(idx);
+    }).catch(function (e) {
+      problem("server unreachable (" + e.message + "); retrying");
+    }).finally(function () {
+      setTimeout(poll, LIVE.poll * 1000);
+    });
+  }
+
   api.redraw = redrawCharts;
-  main();
+  if (LIVE) poll();
+  else main();
 })();
