@@ -138,6 +138,19 @@ class RunHandle:
         self._lock = threading.Lock()
         self._failed_start = False
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> RunHandle:
+        """Frameworks copy callbacks (scikit-learn style ``clone``): the copy logs to the same run, if any."""
+        new = RunHandle(self.what, None, self.init_kwargs)
+        new._run, new.owned, new._adopt = self._run, self.owned, self._adopt
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a callback sent to worker processes): the copy starts its own run when used."""
+        return {"what": self.what, "init_kwargs": self.init_kwargs, "adopt": self._adopt}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["what"], None, state["init_kwargs"], adopt=state["adopt"])  # type: ignore[misc]
+
     @property
     def started(self) -> Run | None:
         """The run, if one was started or given; never starts one."""
