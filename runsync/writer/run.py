@@ -288,6 +288,7 @@ def init(
     system: bool | None = None,
     console: bool | None = None,
     save_code: bool | None = None,
+    sync_tensorboard: bool = False,
 ) -> Run:
     """Start (or with ``resume=True`` continue) a run and return it.
 
@@ -306,6 +307,9 @@ def init(
     ``RUNSYNC_CONSOLE=off``) and the code and environment (``save_code=False`` or
     ``RUNSYNC_DISABLE_CODE=true`` to record no git data and no patch;
     ``RUNSYNC_ENVIRONMENT=off`` records no environment at all).
+
+    ``sync_tensorboard=True``: TensorBoard ``SummaryWriter`` calls also log to the current run
+    (``runsync.integrations.tensorboard.patch()``).
     """
     global _current
     mode = resolve_mode(mode)
@@ -358,7 +362,21 @@ def init(
     verb = "resumed" if history.incarnations else "started"
     where = "offline" if mode == "offline" else "online"
     reporter.info(f"run {info.name} ({run_id}) {verb} {where} in {layout.dir} [stream {stream}]")
+    if sync_tensorboard:
+        _sync_tensorboard(reporter)
     return _set_current(run)
+
+
+def _sync_tensorboard(reporter: Reporter) -> None:
+    """``init(sync_tensorboard=True)``; imported here so that the writer does not depend on integrations."""
+    try:
+        from ..integrations.tensorboard import patch
+
+        if not patch():
+            reporter.problem("tensorboard", "sync_tensorboard=True, but neither torch.utils.tensorboard nor "
+                             "tensorboardX is installed: nothing to sync")
+    except Exception as e:
+        reporter.problem("tensorboard", f"sync_tensorboard=True could not patch SummaryWriter: {type(e).__name__}: {e}")
 
 
 def _start_sidecars(run: Run, layout: RunLayout, stream: str, run_id: str, incarnation: int, settings: Settings,
