@@ -81,7 +81,7 @@ def test_fit_logs_hyperparameters_metrics_at_global_step_and_finishes(root: Path
     val = h.dropna(subset=["val_loss"])
     assert list(val["step"]) == [3, 7] and list(val["epoch"]) == [0, 1]
     assert set(view.summary) >= {"train_loss", "val_loss", "epoch"}
-    assert logger.save_dir == str(root) and logger.log_dir == str(root / logger.version)
+    assert logger.save_dir is None and logger.log_dir == str(root / logger.version)
 
 
 def test_exception_in_fit_marks_the_run_failed_once(root: Path, tmp_path: Path) -> None:
@@ -126,6 +126,9 @@ def test_checkpoints_are_stored_with_the_chosen_policy(root: Path, tmp_path: Pat
     trainer(tmp_path, logger, max_epochs=2).fit(MLP(), loader())
     files = runsync.open_run(root / logger.version).files()
     assert any(name.endswith(".ckpt") for name in files), files
+    # Lightning's own checkpoints are under the trainer's root, not in the runs directory
+    assert [p.name for p in root.iterdir()] == [logger.version]
+    assert list((tmp_path / logger.name / logger.version / "checkpoints").glob("*.ckpt"))
 
 
 def test_checkpoints_are_not_stored_by_default(root: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
+import keras  # type: ignore[import-untyped]
 
 from ..writer import Run
 from ._common import RunHandle

@@ -4,7 +4,7 @@ Hyperparameters (``save_hyperparameters()``, dicts, Namespaces, nested) go to th
 ``self.log(...)`` metrics to history at the trainer's ``global_step``; ``finalize`` finishes the
 run, or marks it failed when Lightning reports ``"failed"`` (an exception or KeyboardInterrupt in
 ``fit``). Rank zero logs by default; ``all_ranks=True`` writes every rank as the stream
-``rank<N>`` of one run (spec §6.2). Imports Lightning (``lightning``, else ``pytorch_lightning``).
+``rank<N>`` of one run (spec §6.2). Imports Lightning (the ``lightning`` package, 2.x).
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
-try:
-    from lightning.pytorch.loggers.logger import DummyExperiment, Logger
-    from lightning.pytorch.utilities.rank_zero import rank_zero_only
-except ImportError:  # the older package name
-    from pytorch_lightning.loggers.logger import DummyExperiment, Logger  # type: ignore[no-redef]
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only  # type: ignore[no-redef]
+from lightning.fabric.loggers.logger import _DummyExperiment as DummyExperiment
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.loggers import Logger
 
 from ..writer import Run
 from ._common import RunHandle, report
@@ -40,19 +37,23 @@ class RunsyncLogger(Logger):
     ...) are passed to ``runsync.init()`` when the run starts, or pass ``run=`` a run of your own
     (which the logger never finishes). ``log_checkpoints``: ``None`` (default: checkpoints are not
     stored in the run), or a ``Run.save`` policy (``"now"``, ``"end"``, ``"live"``) with which
-    every checkpoint ``ModelCheckpoint`` writes is stored (spec §13.5). ``all_ranks``: every rank
+    every checkpoint ``ModelCheckpoint`` writes is stored (spec §13.5). ``save_dir``: where Lightning
+    writes its own files, checkpoints in ``<save_dir>/<name>/<id>/checkpoints`` (default: the
+    trainer's ``default_root_dir``; never the runs directory, which holds only runs). ``all_ranks``: every rank
     logs, as stream ``rank<global rank>`` of one run; the run id is shared with the ranks that
     Lightning launches (an environment variable), or broadcast from rank 0 once the process group
     is up; under other launchers pass ``id=``.
     """
 
     def __init__(self, project: str | None = None, name: str | None = None, *, run: Run | None = None,
-                 all_ranks: bool = False, log_checkpoints: str | None = None, **init_kwargs: Any) -> None:
+                 all_ranks: bool = False, log_checkpoints: str | None = None, save_dir: str | None = None,
+                 **init_kwargs: Any) -> None:
         super().__init__()
         if log_checkpoints is not None and log_checkpoints not in _CHECKPOINT_POLICIES:
             raise ValueError(f"RunsyncLogger(log_checkpoints={log_checkpoints!r}): use None or one of "
                              f"{', '.join(_CHECKPOINT_POLICIES)}")
         self._all_ranks = all_ranks
+        self._save_dir = None if save_dir is None else str(save_dir)
         self._log_checkpoints = log_checkpoints
         self._id_agreed = run is not None or init_kwargs.get("id") is not None
         if project is not None:
@@ -123,9 +124,10 @@ class RunsyncLogger(Logger):
         return run if run is not None else DummyExperiment()
 
     @property
-    def name(self) -> str | None:
+    def name(self) -> str:
+        """The run's name (before it starts: the name given, else ``runsync``)."""
         run = self._handle.started
-        return run.name if run is not None else self._name
+        return run.name if run is not None else (self._name or "runsync")
 
     @property
     def version(self) -> str:
@@ -134,25 +136,22 @@ class RunsyncLogger(Logger):
         return run.id if run is not None else str(self._handle.init_kwargs.get("id", ""))
 
     @property
-    def save_dir(self) -> str:
-        """The runs directory holding the run (``dir=``, else ``$RUNSYNC_DIR``, else ``./runs``)."""
-        run = self._handle.started
-        if run is not None and run.dir is not None:
-            return str(run.dir.parent)
-        d = self._handle.init_kwargs.get("dir") or os.environ.get("RUNSYNC_DIR") or "runs"
-        return str(Path(d))
+    def save_dir(self) -> str | None:
+        """Where Lightning writes checkpoints (``None``: the trainer's ``default_root_dir``)."""
+        return self._save_dir
 
     @property
-    def root_dir(self) -> str:
-        return self.save_dir
+    def root_dir(self) -> str | None:
+        return self._save_dir
 
     @property
     def log_dir(self) -> str:
-        """The run's own directory, ``<save_dir>/<id>``."""
+        """The run's own directory, ``<runs dir>/<id>`` (``dir=``, else ``$RUNSYNC_DIR``, else ``./runs``)."""
         run = self._handle.started
         if run is not None and run.dir is not None:
             return str(run.dir)
-        return str(Path(self.save_dir) / self.version)
+        root = self._handle.init_kwargs.get("dir") or os.environ.get("RUNSYNC_DIR") or "runs"
+        return str(Path(root) / self.version)
 
     # -- what Lightning calls ------------------------------------------------------------------
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
@@ -173,8 +172,9 @@ class RunsyncLogger(Logger):
         try:
             base = getattr(checkpoint_callback, "dirpath", None)
             paths = {getattr(checkpoint_callback, a, "") for a in ("last_model_path", "best_model_path")}
-            for p in sorted(x for x in paths if x and os.path.isfile(x)):
-                run.save(p, base_path=base or os.path.dirname(p), policy=self._log_checkpoints)
+            for p in sorted(os.path.abspath(x) for x in paths if x and os.path.isfile(x)):
+                root = os.path.abspath(base) if base else os.path.dirname(p)
+                run.save(p, base_path=root, policy=self._log_checkpoints)
         except Exception as e:
             report("lightning:checkpoint", f"runsync lightning logger: checkpoint not stored in the run: "
                    f"{type(e).__name__}: {e}")

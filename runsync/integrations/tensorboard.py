@@ -24,7 +24,7 @@ from typing import Any
 from ..writer import Histogram, Image, Text, current
 from ._common import report
 
-__all__ = ["patch", "unpatch", "patched"]
+__all__ = ["patch", "patched", "unpatch"]
 
 _MODULES = ("torch.utils.tensorboard.writer", "tensorboardX.writer")
 _METHODS = ("add_scalar", "add_scalars", "add_histogram", "add_image", "add_text")
@@ -96,29 +96,29 @@ def _wrap(method: str, original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # Each converter takes the SummaryWriter method's arguments and returns ({key: value}, global_step).
-def _scalar(tag: str, scalar_value: Any, global_step: Any = None, *args: Any, **kwargs: Any) -> tuple[dict, Any]:
+def _scalar(tag: str, scalar_value: Any, global_step: Any = None, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
     return {tag: _number(scalar_value)}, global_step
 
 
 def _scalars(main_tag: str, tag_scalar_dict: dict[str, Any], global_step: Any = None, *args: Any,
-             **kwargs: Any) -> tuple[dict, Any]:
+             **kwargs: Any) -> tuple[dict[str, Any], Any]:
     return {f"{main_tag}/{t}": _number(v) for t, v in tag_scalar_dict.items()}, global_step
 
 
-def _histogram(tag: str, values: Any, global_step: Any = None, *args: Any, **kwargs: Any) -> tuple[dict, Any]:
+def _histogram(tag: str, values: Any, global_step: Any = None, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
     return {tag: Histogram(_array(values))}, global_step
 
 
 def _image(tag: str, img_tensor: Any, global_step: Any = None, walltime: Any = None, dataformats: str = "CHW",
-           **kwargs: Any) -> tuple[dict, Any]:
+           **kwargs: Any) -> tuple[dict[str, Any], Any]:
     return {tag: Image(_to_hwc(_array(img_tensor), dataformats))}, global_step
 
 
-def _text(tag: str, text_string: str, global_step: Any = None, *args: Any, **kwargs: Any) -> tuple[dict, Any]:
+def _text(tag: str, text_string: str, global_step: Any = None, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
     return {tag: Text(str(text_string))}, global_step
 
 
-_CONVERTERS: dict[str, Callable[..., tuple[dict, Any]]] = {
+_CONVERTERS: dict[str, Callable[..., tuple[dict[str, Any], Any]]] = {
     "add_scalar": _scalar, "add_scalars": _scalars, "add_histogram": _histogram, "add_image": _image,
     "add_text": _text,
 }

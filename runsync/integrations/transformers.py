@@ -34,7 +34,7 @@ def rewrite_keys(logs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class RunsyncCallback(TrainerCallback):  # type: ignore[misc]
+class RunsyncCallback(TrainerCallback):
     """A ``TrainerCallback`` writing one runsync run.
 
     Config: ``TrainingArguments.to_dict()`` and, under ``model_config``, the model's config.

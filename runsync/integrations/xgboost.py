@@ -19,7 +19,7 @@ from ._common import RunHandle, report
 __all__ = ["RunsyncCallback"]
 
 
-class RunsyncCallback(TrainingCallback):  # type: ignore[misc]
+class RunsyncCallback(TrainingCallback):
     """An XGBoost ``TrainingCallback`` writing one runsync run, finished after training unless it is the user's own.
 
     The run starts with ``runsync.init(project=..., **init_kwargs)`` (or is ``run=``, or the active
