@@ -189,3 +189,16 @@ def test_ddp_two_cpu_ranks_write_one_run_as_two_streams(root: Path, tmp_path: Pa
     assert sorted(s["stream"] for s in view.streams()) == ["rank0", "rank1"]
     assert set(view.rows(["train_loss"]).column("stream").to_pylist()) == {"rank0", "rank1"}
     assert view.config["lr"] == 0.05
+
+
+def test_a_pickled_logger_writes_the_same_run(root: Path) -> None:
+    import pickle
+
+    logger = RunsyncLogger(dir=root, project="p")
+    copy = pickle.loads(pickle.dumps(logger))  # what ddp_spawn does with a trainer's loggers
+    copy.log_metrics({"a": 1.0}, step=0)
+    pickle.dumps(copy)  # a logger with a live run pickles too (the copy would start its own)
+    copy.finalize("success")
+    assert copy.version == logger.version
+    view = runsync.open_run(root / logger.version)
+    assert view.status == "finished" and view.info.project == "p" and list(view.history()["a"]) == [1.0]

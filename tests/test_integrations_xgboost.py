@@ -77,3 +77,16 @@ def test_a_run_of_the_users_own_stays_open(root: Path) -> None:
         assert not run.finished
         run.log({"after": 1})
     assert runsync.open_run(root / run.id).history()["after"].notna().sum() == 1
+
+
+def test_a_deep_copy_of_the_callback_logs_to_the_same_run(root: Path) -> None:
+    import copy
+
+    dtrain, dval = dmatrices()
+    cb = RunsyncCallback(dir=root)
+    cb.before_training(xgb.train({"nthread": 1}, dtrain, num_boost_round=1))
+    twin = copy.deepcopy(cb)  # scikit-learn style clone of an estimator holding the callback
+    assert twin.run is cb.run
+    xgb.train({"nthread": 1}, dtrain, num_boost_round=2, evals=[(dval, "val")], verbose_eval=False, callbacks=[twin])
+    assert cb.run is not None and cb.run.finished
+    assert list(runsync.open_run(root / cb.run.id).history()["step"]) == [0, 1]
