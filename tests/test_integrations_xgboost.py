@@ -90,3 +90,35 @@ def test_a_deep_copy_of_the_callback_logs_to_the_same_run(root: Path) -> None:
     xgb.train({"nthread": 1}, dtrain, num_boost_round=2, evals=[(dval, "val")], verbose_eval=False, callbacks=[twin])
     assert cb.run is not None and cb.run.finished
     assert list(runsync.open_run(root / cb.run.id).history()["step"]) == [0, 1]
+
+
+def test_an_exception_in_training_marks_the_run_failed_at_exit(root: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import env_without_runsync
+
+    script = tmp_path / "xgb_fail.py"
+    script.write_text("""
+import sys
+import numpy as np
+import xgboost as xgb
+from runsync.integrations.xgboost import RunsyncCallback
+
+class Boom(xgb.callback.TrainingCallback):
+    def after_iteration(self, model, epoch, evals_log):
+        if epoch == 2:
+            raise RuntimeError("boom")
+        return False
+
+x = np.random.default_rng(0).normal(size=(100, 3))
+d = xgb.DMatrix(x, label=x.sum(axis=1))
+xgb.train({"nthread": 1}, d, 10, evals=[(d, "train")], verbose_eval=False,
+          callbacks=[RunsyncCallback(dir=sys.argv[1], id="boom"), Boom()])
+""")
+    env = env_without_runsync()
+    env.update(RUNSYNC_SILENT="1", PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    r = subprocess.run([sys.executable, str(script), str(root)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "boom" in r.stderr
+    view = runsync.open_run(root / "boom")
+    assert view.status == "failed" and list(view.history()["step"]) == [0, 1, 2]
