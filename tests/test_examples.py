@@ -67,7 +67,8 @@ def test_lightning_example(root: Path, tmp_path: Path) -> None:
     assert any(name.endswith(".ckpt") for name in view.files())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="the 'integrations' extra is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="the 'integrations' extra is not installed")
 def test_hf_example(root: Path, tmp_path: Path) -> None:
     view = _framework_example(root, tmp_path, "hf_train.py", "--epochs", "1", "--rows", "320")  # 10 steps
     assert view.status == "finished" and view.config["model_config"]["hidden"] == 16

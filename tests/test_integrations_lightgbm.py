@@ -1,4 +1,4 @@
-"""LightGBM: RunsyncCallback in real lightgbm.train / cv / LGBMRegressor on a few hundred rows, read back with open_run."""
+"""LightGBM: RunsyncCallback in real lightgbm.train / cv / LGBMRegressor on a few hundred rows, read back."""
 
 from __future__ import annotations
 

@@ -141,14 +141,16 @@ def test_bad_values_are_reported_not_raised_and_the_rest_is_kept(root: Path, cap
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RUNSYNC_SILENT")
     logger = RunsyncLogger(dir=root, system=False, console=False)
-    logger.log_hyperparams({"model": torch.nn.Linear(2, 2), "dtype": torch.float32, "fn": torch.nn.functional.relu, "": 1})
+    logger.log_hyperparams({"model": torch.nn.Linear(2, 2), "dtype": torch.float32, "fn": torch.nn.functional.relu,
+                            "": 1})
     logger.log_metrics({"ok": 1.0, "vec": torch.ones(3), "_private": 2.0}, step=5)
     logger.finalize("success")
     assert "'vec'" in capsys.readouterr().err
     view = runsync.open_run(root / logger.version)
     assert view.history()[["step", "ok"]].to_dict("records") == [{"step": 5, "ok": 1.0}]
     cfg = view.config
-    assert cfg["dtype"] == "torch.float32" and cfg["fn"] == "torch.nn.functional.relu" and cfg["model"].startswith("Linear(")
+    assert cfg["dtype"] == "torch.float32" and cfg["fn"] == "torch.nn.functional.relu"
+    assert cfg["model"].startswith("Linear(") and "" not in cfg
 
 
 def test_log_checkpoints_policy_is_checked() -> None:

@@ -1,4 +1,4 @@
-"""TensorBoard writers: a SummaryWriter-only training loop also logs to the run (patch / init(sync_tensorboard=True))."""
+"""TensorBoard: a SummaryWriter-only training loop also logs to the run (patch / init(sync_tensorboard=True))."""
 
 from __future__ import annotations
 

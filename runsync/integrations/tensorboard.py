@@ -1,4 +1,4 @@
-"""TensorBoard writers: ``patch()`` (or ``runsync.init(sync_tensorboard=True)``) and ``SummaryWriter`` also logs to runsync.
+"""TensorBoard writers: with ``patch()`` or ``init(sync_tensorboard=True)``, ``SummaryWriter`` logs to runsync too.
 
 After ``patch()``, ``torch.utils.tensorboard.SummaryWriter`` and ``tensorboardX.SummaryWriter``
 (whichever is installed) still write their event files, and also log to the current run (the
@@ -96,7 +96,8 @@ def _wrap(method: str, original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # Each converter takes the SummaryWriter method's arguments and returns ({key: value}, global_step).
-def _scalar(tag: str, scalar_value: Any, global_step: Any = None, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+def _scalar(tag: str, scalar_value: Any, global_step: Any = None, *args: Any,
+            **kwargs: Any) -> tuple[dict[str, Any], Any]:
     return {tag: _number(scalar_value)}, global_step
 
 
