@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,29 @@ def test_per_rank_and_rank0_layouts(root: Path, layout: str, runs: int) -> None:
     if layout == "per-rank":
         assert table["group"].nunique() == 1
         assert sorted(table["job_type"]) == ["rank0", "rank1", "rank2"]
+
+
+def _framework_example(root: Path, tmp_path: Path, script: str, *args: str) -> runsync.RunView:
+    env = env_without_runsync()
+    env.update(RUNSYNC_SILENT="1", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--dir", str(root)], env=env,
+                       capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    (run_dir,) = [p for p in root.iterdir() if p.is_dir()]
+    return runsync.open_run(run_dir)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lightning") is None, reason="the 'integrations' extra is not installed")
+def test_lightning_example(root: Path, tmp_path: Path) -> None:
+    view = _framework_example(root, tmp_path, "lightning_train.py", "--epochs", "2", "--rows", "256")
+    assert view.status == "finished" and view.config["hidden"] == 32
+    assert {"train/loss", "val/loss"} <= set(view.history().columns)
+    assert any(name.endswith(".ckpt") for name in view.files())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="the 'integrations' extra is not installed")
+def test_hf_example(root: Path, tmp_path: Path) -> None:
+    view = _framework_example(root, tmp_path, "hf_train.py", "--epochs", "1", "--rows", "320")  # 10 steps
+    assert view.status == "finished" and view.config["model_config"]["hidden"] == 16
+    assert {"train/loss", "eval/loss"} <= set(view.history().columns) and "train/train_runtime" in view.summary

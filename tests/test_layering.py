@@ -27,6 +27,9 @@ ALLOWED: dict[str, set[str]] = {
 # Known violations being removed (issue 14 item 1); the test fails if one of them is fixed and left here,
 # or if any other appears.
 KNOWN_EDGES: set[tuple[str, str]] = set()
+# init(sync_tensorboard=True) (W&B's flag) patches TensorBoard's writers through the integrations package: a
+# lazy import inside the function, only when asked for; the one edge against the layering, on purpose.
+HOOKS = {("writer/wandb_run.py", "integrations")}
 KNOWN_PRIVATE: set[tuple[str, str]] = set()
 
 
@@ -83,7 +86,7 @@ def test_imports_follow_the_layering() -> None:
             for target in targets - {None, layer}:
                 assert target is not None
                 edges.add((rel, target))
-    bad = {e for e in edges if e[1] not in ALLOWED[e[0].split("/")[0]]}
+    bad = {e for e in edges if e[1] not in ALLOWED[e[0].split("/")[0]]} - HOOKS
     assert bad - KNOWN_EDGES == set(), f"imports across the layering: {sorted(bad - KNOWN_EDGES)}"
     assert KNOWN_EDGES - bad == set(), f"fixed, remove from KNOWN_EDGES: {sorted(KNOWN_EDGES - bad)}"
 

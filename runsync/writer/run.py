@@ -329,6 +329,8 @@ def init(
     disk while parts and documents go to the run directory: for a run directory
     on a network or FUSE mount. Only a process on this host can then see or
     recover rows not yet in a part (spec §8.5).
+    ``sync_tensorboard=True``: TensorBoard ``SummaryWriter`` calls also log to the current run
+    (``runsync.integrations.tensorboard.patch()``).
     """
     global _current
     resolved = resolve_settings(settings)

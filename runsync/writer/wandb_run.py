@@ -6,8 +6,6 @@ A mixin, so that ``run.py`` keeps the run's life cycle; it uses only what ``Run`
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,17 +154,17 @@ def sync_tensorboard(run: WandbRunMixin) -> None:
     """``init(sync_tensorboard=True)``: the integrations package patches TensorBoard's writers, when present.
 
     Looked up by name so that the writer does not depend on it (it depends on the writer)."""
-    name = "runsync.integrations.tensorboard"
     try:
-        found = importlib.util.find_spec(name) is not None
+        # the one import of integrations from the writer: lazy, on request only (tests/test_layering.py allows it)
+        from ..integrations.tensorboard import patch
     except ImportError:
-        found = False
-    if not found:
         notice_once("sync-tensorboard", "init(sync_tensorboard=True) ignored: this runsync has no TensorBoard "
                     "integration; log the scalars with run.log()")
         return
     try:
-        importlib.import_module(name).patch()
+        if not patch():
+            run._reporter.problem("tensorboard", "sync_tensorboard=True, but neither torch.utils.tensorboard nor "
+                                  "tensorboardX is installed: nothing to sync")
     except Exception as e:  # an integration that fails never stops training
         run._reporter.problem("tensorboard", f"TensorBoard integration not started: {type(e).__name__}: {e}")
 
