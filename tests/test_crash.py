@@ -224,18 +224,15 @@ class StockReaderSeesDuplicates(AssertionError):
 def check_files_whole(run_dir: Path) -> None:
     """Every file is whole: JSON parses, Parquet reads; stock readers meet no stray file in history/."""
     for p in sorted(run_dir.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
-            continue  # dot-names are temporary files (spec §2.3), which stock readers skip
+        if not p.is_file() or p.name.startswith(".") or p.relative_to(run_dir).parts[0] == ".tmp":
+            continue  # temporary files (spec §2.3): in the run's .tmp/, or dot-named (1.2 writers)
         if p.name.endswith(".parquet"):
             pq.read_table(p)
         elif p.name.endswith(".json"):
             json.loads(p.read_bytes())
         else:
             assert p.parent.parent.name == "streams" and WAL_NAME.match(p.name), f"unexpected file {p}"
-    for p in (run_dir / "history").iterdir():
-        if p.name.startswith((".", "_")):
-            assert not p.name.endswith(".parquet"), f"a temporary file looks like a part: {p}"
-            continue
+    for p in (run_dir / "history").iterdir():  # temp files go to .tmp/ (spec §2.3, since 1.3): only parts here
         assert PART_NAME.match(p.name), f"stock readers would read {p.name}, which is not a history part"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..format.atomic import temporary
+from ..format.atomic import TMP_DIR, temporary
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
 from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, sha256_file, stored_at
@@ -113,7 +113,7 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
             res.files += 1
             res.bytes += size
         target.parent.mkdir(parents=True, exist_ok=True)
-        with in_flight(res, lock, landed) as progress, temporary(target) as tmp:
+        with in_flight(res, lock, landed) as progress, temporary(target, dest / run_id / TMP_DIR) as tmp:
             remote.download(_source_of(remote, run_id, rel, sha), str(tmp), progress=progress)
             got = _sha_of_local(tmp)
             if got != sha:
@@ -160,7 +160,8 @@ def _size(path: Path) -> int | None:
 
 
 def _prune(run_dir: Path, keep: set[str]) -> None:
-    for dirpath, _dirs, names in os.walk(run_dir):
+    for dirpath, dirs, names in os.walk(run_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .tmp/ (spec §2.3) is not the run's content
         for n in names:
             p = Path(dirpath) / n
             rel = p.relative_to(run_dir).as_posix()

@@ -17,14 +17,19 @@ import psutil
 
 from ..format.errors import StreamClaimedError
 from ..format.history import columns_to_table, list_parts, part_stats, remove_parts, select_cover, write_part
-from ..format.layout import HISTORY_DIR, RunLayout, StreamLayout
+from ..format.errors import FormatError
+from ..format.layout import HISTORY_DIR, TABLES, RunLayout, StreamLayout
 from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
 from ..format.tail import read_tail
 from ..format.wal import Columns
 
-__all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
+__all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover", "remove_temp_leftovers", "LEFTOVER_AGE"]
+
+# A temp file younger than this may belong to a writer that has not claimed its stream yet (run.json
+# and the claim itself are published through temp files), so it is never taken for a leftover.
+LEFTOVER_AGE = 60.0
 
 
 @dataclass
@@ -112,7 +117,7 @@ def claim_stream(
             heartbeat_interval=heartbeat_interval,
             time_floor=history.max_time,
         )
-        if publish_doc(claim, stream.claim(inc)):
+        if publish_doc(claim, stream.claim(inc), stream.tmp):
             return claim, history
     raise StreamClaimedError(f"could not claim stream {stream.name!r} of run {run_id}: too much contention")
 
@@ -135,8 +140,8 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
         summary.apply(tail)
         config.apply(tail.meta)
         lo = min([int(c[3][0]) for chunks in tail.chunks.values() for c in chunks] + [m.seq for m in tail.meta])
-        save_doc(summary, stream.summary)
-        save_doc(config, stream.config)
+        save_doc(summary, stream.summary, tmp_dir=stream.tmp)
+        save_doc(config, stream.config, tmp_dir=stream.tmp)
         if tail.rows:
             write_part(run.history, stream.name, lo, tail.max_seq, columns_to_table(tail, stream.name))
     for inc, _segno, path in stream.segments():
@@ -145,3 +150,39 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+def _other_writer_alive(run: RunLayout, me: Claim) -> bool:
+    """Is any stream of the run (either table) written by a live process other than this one (§7.3)?
+    A stream whose state cannot be read counts as alive: nothing is removed on a guess."""
+    for table in TABLES:
+        for st in run.with_table(table).streams():
+            try:
+                s = stream_state(st)
+            except (FormatError, OSError):
+                return True
+            if s is not None and s.state == State.RUNNING and \
+                    (s.claim.host, s.claim.boot_id, s.claim.pid) != (me.host, me.boot_id, me.pid):
+                return True
+    return False
+
+
+def remove_temp_leftovers(run: RunLayout, me: Claim, now: float | None = None) -> int:
+    """Delete temp files a killed writer left in the run (spec §2.3), once no other writer of the run
+    is alive; return how many. Called by a writer right after it claims a stream. Never raises."""
+    try:
+        found = run.temp_leftovers()
+        if not found or _other_writer_alive(run, me):
+            return 0
+        now = time.time() if now is None else now
+        n = 0
+        for path in found:
+            try:
+                if now - os.lstat(path).st_mtime >= LEFTOVER_AGE:
+                    os.unlink(path)
+                    n += 1
+            except FileNotFoundError:
+                pass
+        return n
+    except OSError:
+        return 0  # a leftover costs disk space, never correctness: the run goes on
