@@ -12,7 +12,17 @@ from typing import Any, Callable
 from ..format.atomic import TMP_DIR, temporary
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE
-from ..format.manifest import MANIFEST, Manifest, check_rel_path, is_replaced, parse_manifest, sha256_file, stored_at
+from ..format.manifest import (
+    MANIFEST,
+    TABULAR_DIRS,
+    Manifest,
+    check_rel_path,
+    is_replaced,
+    parse_manifest,
+    sha256_file,
+    stored_at,
+)
+from .errors import RemoteError
 from .pools import Progress, each_run, in_flight
 from .remote import Remote
 
@@ -171,19 +181,26 @@ def _prune(run_dir: Path, keep: set[str]) -> None:
 
 @dataclass
 class VerifyResult:
+    """Verify's outcomes (spec §12.6): every file a manifest names is ok, missing, corrupt or (a replaced
+    document's run-path copy) stale; a file under a run's tabular paths that it does not name is unlisted."""
+
     runs: int = 0
     files: int = 0
     missing: list[tuple[str, str]] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    stale: list[tuple[str, str]] = field(default_factory=list)
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    unlisted_unchecked: list[str] = field(default_factory=list)  # runs on a server that lists no directory
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.failures)
+        return not (self.missing or self.corrupt or self.stale or self.unlisted or self.failures)
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "files": self.files, "ok": self.ok,
                 "missing": [f"{r}/{p}" for r, p in self.missing], "corrupt": [f"{r}/{p}" for r, p in self.corrupt],
+                "stale": [f"{r}/{p}" for r, p in self.stale], "unlisted": [f"{r}/{p}" for r, p in self.unlisted],
                 "failures": [{"run": r, "error": e} for r, e in self.failures]}
 
 
@@ -194,28 +211,40 @@ def verify(remote: Remote, run_ids: list[str] | None = None, *, jobs: int = 4,
     lock = threading.Lock()
 
     def check(run_id: str, rel: str, sha: str) -> str | None:
-        """"missing", "corrupt" or None (good) for one manifest entry."""
-        places = [_source_of(remote, run_id, rel, sha)]
-        if is_replaced(rel):  # and the run-path copy direct readers use (spec §12.1.2)
-            places.append(f"{run_id}/{rel}")
-        for src in dict.fromkeys(places):
-            got = remote.sha256(src)
-            if got is None:
-                return "missing"
-            if got != sha:
-                return "corrupt"
+        """"missing", "corrupt", "stale" or None (ok) for one manifest entry (spec §12.6)."""
+        committed = _source_of(remote, run_id, rel, sha)
+        got = remote.sha256(committed)
+        if got is None:
+            return "missing"
+        if got != sha:
+            return "corrupt"
+        copy = f"{run_id}/{rel}"
+        if is_replaced(rel) and copy != committed and remote.sha256(copy) != sha:
+            return "stale"  # the run-path copy direct readers use lags its intact blob (spec §12.1.2)
         return None
 
     def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
         entries = sorted(m.files.items())
         found = list(files.map(lambda item: check(run_id, item[0], item[1].sha256), entries))
+        # Where stock readers read, nothing the manifest does not name (spec §12.3): one listing per table.
+        unlisted: list[str] = []
+        try:
+            unlisted = [f"{d}/{name}" for d in TABULAR_DIRS for name in remote.files(f"{run_id}/{d}")
+                        if f"{d}/{name}" not in m.files]
+        except RemoteError:
+            if not remote.read_only:
+                raise
+            with lock:  # a web server that lists no directory (403): every named file is still checked
+                res.unlisted_unchecked.append(run_id)
         with lock:
             res.files += len(entries)
-            res.missing += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == "missing"]
-            res.corrupt += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == "corrupt"]
-        return "PROBLEMS" if any(found) else "verified"
+            for outcome, into in (("missing", res.missing), ("corrupt", res.corrupt), ("stale", res.stale)):
+                into += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == outcome]
+            res.unlisted += [(run_id, rel) for rel in unlisted]
+        return "PROBLEMS" if any(found) or unlisted else "verified"
 
     _each_run(remote, run_ids, jobs, res, progress, work)
-    res.missing.sort()
-    res.corrupt.sort()
+    for found in (res.missing, res.corrupt, res.stale, res.unlisted):
+        found.sort()
+    res.unlisted_unchecked.sort()
     return res

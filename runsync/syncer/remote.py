@@ -405,6 +405,40 @@ class Remote:
                 return None
         return self._run(f"hash {rel}", op)
 
+    def files(self, rel: str) -> dict[str, int]:
+        """Regular files directly under ``rel`` → their sizes (empty if it does not exist); one listing."""
+        def op() -> dict[str, int]:
+            target = self.path(rel)
+            self.fs.invalidate_cache(target)
+            try:
+                entries = self.fs.ls(target, detail=True)
+            except FileNotFoundError:
+                return {}
+            out = {}
+            for e in entries:
+                name = str(e.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
+                if e.get("type") == "file" and name:
+                    out[name] = int(e.get("size") or 0)
+            return out
+        return self._run(f"list {rel}", op)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move ``src`` to ``dst``, replacing it: a rename on filesystems, a server-side copy (then a
+        delete) on object stores; either way no reader sees a partial ``dst``."""
+        def op() -> None:
+            if not self.atomic_put:
+                self.fs.makedirs(self.path(dst).rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(self.path(src), self.path(dst))
+        self._run(f"move {src} to {dst}", op)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy ``src`` to ``dst`` on the remote (server-side on object stores), replacing it."""
+        def op() -> None:
+            if not self.atomic_put:
+                self.fs.makedirs(self.path(dst).rsplit("/", 1)[0], exist_ok=True)
+            self.fs.copy(self.path(src), self.path(dst))
+        self._run(f"copy {src} to {dst}", op)
+
     def remove(self, rel: str) -> None:
         def op() -> None:
             try:
