@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-
-import runsync
 from conftest import env_without_runsync
-from runsync.format.history import SCHEMA, list_parts, read_part, remove_parts, write_part
-from runsync.format.manifest import MANIFEST, STAGING_ROOT
-from runsync.syncer import PushOptions, Remote, push, verify
 from sync_util import make_run, resume_run, wrap
 from test_temp_files import start_child
 
+from runsync.format.history import SCHEMA, list_parts, read_part, remove_parts, write_part
+from runsync.format.manifest import MANIFEST, STAGING_ROOT
+from runsync.syncer import PushOptions, Remote, push, verify
+
 pytest.importorskip("s3fs")
-from sync_s3server import moto_s3  # noqa: E402
+from sync_s3server import moto_s3
 
 
 def _remote(kind: str, tmp_path: Path) -> tuple[Remote, str, dict[str, Any] | None]:

@@ -20,11 +20,11 @@ import duckdb
 import pandas as pd
 import polars as pl
 import pyarrow.dataset as ds
+from conftest import env_without_runsync
 
 import runsync
 from runsync.format.layout import RunLayout
 from runsync.writer.claim import LEFTOVER_AGE
-from conftest import env_without_runsync
 
 CHILD = Path(__file__).with_name("live_child.py")
 LIVE = {"part_interval": 0.05, "flush_interval": 0.02, "merge_factor": 2, "heartbeat_interval": 0.5}
@@ -87,7 +87,7 @@ def test_stock_readers_read_a_live_run_in_a_loop(tmp_path: Path) -> None:
                     try:
                         read(hist, glob)
                         ok[name] = ok.get(name, 0) + 1
-                    except Exception as e:  # noqa: BLE001 — any failure but a vanished part is a bug
+                    except Exception as e:
                         if not vanished(e):
                             errors.append(f"{name} ({'glob' if glob else 'dir'}): {type(e).__name__}: {e}")
             names = os.listdir(hist)

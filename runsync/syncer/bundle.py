@@ -26,9 +26,9 @@ from ..format.manifest import (
     check_rel_path,
     is_blob,
     is_replaced,
+    is_tabular,
     parse_manifest,
     sha256_file,
-    is_tabular,
     staging_path,
     stored_at,
 )
@@ -217,8 +217,8 @@ def push_bundle(path: Path, remote: Remote) -> PushResult:
         try:
             for sha, rels in by_sha.items():
                 place(remote, run_id, sha, rels)
-        except StagedGone as e:
-            res.failures.append((run_id, f"not committed: {e} vanished (a concurrent push?); push the bundle again"))
+        except StagedGone as gone:
+            res.failures.append((run_id, f"not committed: {gone} vanished (a concurrent push?); push the bundle again"))
             continue
         remote.write(f"{run_id}/{MANIFEST}", Manifest(run_id=run_id, files=files).to_bytes())
         for p, e in files.items():  # after the commit: run-path copies of replaced documents

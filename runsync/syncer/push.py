@@ -158,6 +158,7 @@ class _Pusher:
                   pool: ThreadPoolExecutor) -> bool:
         """Push one run (``_push_once``); a file that vanished meanwhile is no failure: the run is listed
         again and what is true now is pushed (spec §9.3), a bounded number of times."""
+        gone = ""
         for _ in range(_VANISHED_TRIES):
             try:
                 return self._push_once(run_dir, files, stats, pool)

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from ..format.errors import StreamClaimedError
+from ..format.errors import FormatError, StreamClaimedError
 from ..format.history import columns_to_table, list_parts, part_stats, remove_parts, select_cover, write_part
-from ..format.errors import FormatError
 from ..format.layout import HISTORY_DIR, TABLES, RunLayout, StreamLayout
 from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
