@@ -177,8 +177,8 @@ def blob_objects(files: dict[str, bytes]) -> list[str]:
 # --------------------------------------------------------------------------- fs proxies
 
 REMOTE_FS_METHODS = frozenset({"cat_file", "exists", "size", "ls", "makedirs", "pipe_file", "put_file", "mv",
-                               "rm_file", "get_file", "open", "info", "find"})
-WRITE_METHODS = frozenset({"pipe_file", "put_file", "mv", "rm_file", "makedirs"})
+                               "copy", "rm_file", "get_file", "open", "info", "find"})
+WRITE_METHODS = frozenset({"pipe_file", "put_file", "mv", "copy", "rm_file", "makedirs"})
 
 
 class ProxyFS:
@@ -226,7 +226,7 @@ class ProxyFS:
                 target = str(a[0] if n == "pipe_file" else a[1])
                 if not is_tmp(target):
                     out.append(target)
-            elif n == "mv":
+            elif n in ("mv", "copy"):
                 out.append(str(a[1]))
         return out
 

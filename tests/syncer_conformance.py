@@ -35,7 +35,7 @@ from sync_util import (
 
 import runsync
 from runsync.cli import main as cli_main
-from runsync.format.manifest import is_replaced, stored_at
+from runsync.format.manifest import is_replaced, is_tabular, staging_path, stored_at
 from runsync.format.manifest import MANIFEST, blob_path
 from runsync.syncer import PushOptions, Remote, RetryPolicy, pull, push, remote_runs, verify
 
@@ -158,9 +158,11 @@ class RemoteTests:
         assert res.files_sent == len(changed)
         assert res.bytes_sent == sum((run_dir / rel).stat().st_size for rel in changed)
         written = self.rel_written(remote, proxy.written())
-        # Committed bytes where they live (replaced documents: the blob store), the manifest,
-        # then the run-path copies of replaced documents (spec §12.1.2).
+        # Committed bytes where they live (replaced documents: the blob store; parts: staged by hash,
+        # then moved to their run paths, spec §12.3), the manifest, then the run-path copies of
+        # replaced documents (spec §12.1.2).
         assert written == ({stored_at("run-r", rel, now[rel]) for rel in changed} | {f"run-r/{MANIFEST}"}
+                           | {staging_path("run-r", now[rel]) for rel in changed if is_tabular(rel)}
                            | {f"run-r/{rel}" for rel in changed if is_replaced(rel)})
         assert verify(remote).ok
         got = self.read_history_stock(remote_url, storage_options, "run-r")

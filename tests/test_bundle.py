@@ -49,9 +49,17 @@ def test_later_bundle_alone_does_not_commit(root: Path, tmp_path: Path) -> None:
     with runsync.init(dir=root, id="a", resume=True) as run:
         run.log({"i": 99})
     make_bundle(root, tmp_path / "b2.tar")
-    res = push_bundle(tmp_path / "b2.tar", Remote(str(tmp_path / "remote")))
+    remote = Remote(str(tmp_path / "remote"))
+    res = push_bundle(tmp_path / "b2.tar", remote)
     assert res.failures and "push that bundle first" in res.failures[0][1]
     assert not (tmp_path / "remote" / "a" / "manifest.json").exists()
+    # Its carried parts wait in the staging area, not where stock readers read (spec §12.3).
+    assert not (tmp_path / "remote" / "a" / "history").exists()
+    assert list((tmp_path / "remote" / ".runsync" / "staging" / "a").iterdir())
+    assert not push_bundle(tmp_path / "b1.tar", remote).failures
+    assert not push_bundle(tmp_path / "b2.tar", remote).failures
+    assert verify(remote).ok and not list((tmp_path / "remote" / ".runsync" / "staging" / "a").iterdir())
+    assert len(pd.read_parquet(tmp_path / "remote" / "a" / "history")) == len(pd.read_parquet(root / "a" / "history"))
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])

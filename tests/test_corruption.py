@@ -52,6 +52,8 @@ def test_files_that_are_not_parts_are_ignored(root: Path) -> None:
     d = _run(root)
     (d / "history" / "notes.txt").write_text("hello")
     (d / "history" / ".main.000000000000-000000000001.parquet.ab12.tmp").write_bytes(b"partial")
+    (d / ".tmp").mkdir(exist_ok=True)  # a run's temp files (spec §2.3, since 1.3)
+    (d / ".tmp" / "main.000000000000-000000000001.parquet.0123abcd.tmp").write_bytes(b"partial")
     assert len(runsync.open_run(d).history()) == 100
 
 

@@ -40,7 +40,8 @@ CHILD_SCRIPT = Path(__file__).with_name("crash_child.py")
 SETTINGS: dict[str, Any] = {"flush_interval": 0.05, "part_interval": 0.2, "segment_size": 1 << 20}
 SLOT = struct.Struct("<q")
 PART_NAME = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>\d{12})-(?P<hi>\d{12})\.parquet$")
-TMP_PART = re.compile(r"^\.(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>\d{12})-(?P<hi>\d{12})\.parquet\.[0-9a-f]+\.tmp$")
+# A part being written: its temp file in the run's .tmp/ (spec §2.3, since 1.3).
+TMP_PART = re.compile(r"^(?P<stream>[A-Za-z0-9_-]{1,64})\.(?P<lo>\d{12})-(?P<hi>\d{12})\.parquet\.[0-9a-f]{8}\.tmp$")
 WAL_NAME = re.compile(r"^wal\.(\d{6})\.(\d{6})$")
 KINDS = ("str", "bool", "mixed")
 START_TIMEOUT = 30.0
@@ -224,18 +225,15 @@ class StockReaderSeesDuplicates(AssertionError):
 def check_files_whole(run_dir: Path) -> None:
     """Every file is whole: JSON parses, Parquet reads; stock readers meet no stray file in history/."""
     for p in sorted(run_dir.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
-            continue  # dot-names are temporary files (spec §2.3), which stock readers skip
+        if not p.is_file() or p.name.startswith(".") or p.relative_to(run_dir).parts[0] == ".tmp":
+            continue  # temporary files (spec §2.3): in the run's .tmp/, or dot-named (1.2 writers)
         if p.name.endswith(".parquet"):
             pq.read_table(p)
         elif p.name.endswith(".json"):
             json.loads(p.read_bytes())
         else:
             assert p.parent.parent.name == "streams" and WAL_NAME.match(p.name), f"unexpected file {p}"
-    for p in (run_dir / "history").iterdir():
-        if p.name.startswith((".", "_")):
-            assert not p.name.endswith(".parquet"), f"a temporary file looks like a part: {p}"
-            continue
+    for p in (run_dir / "history").iterdir():  # temp files go to .tmp/ (spec §2.3, since 1.3): only parts here
         assert PART_NAME.match(p.name), f"stock readers would read {p.name}, which is not a history part"
 
 
@@ -560,19 +558,19 @@ def test_resume_after_kill_during_part_write(tmp_path: Path, children: Children)
     root = tmp_path / "runs"
     for attempt in range(5):
         run_id = f"pw{attempt}"
-        history = root / run_id / "history"
+        history, tmp = root / run_id / "history", root / run_id / ".tmp"
         ack = new_ack_file(tmp_path / f"{run_id}.ack")
         child = children.start(child_config(root, run_id, ack, "str"), name=run_id)
         try:
             child.wait_phase(1)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and child.proc.poll() is None:
-                if any(TMP_PART.match(n) for n in os.listdir(history)):
+                if tmp.is_dir() and any(TMP_PART.match(n) for n in os.listdir(tmp)):
                     break
         finally:
             acked = child.kill9()
         his = [int(m["hi"]) for m in map(PART_NAME.match, os.listdir(history)) if m]
-        leaked = [m for m in map(TMP_PART.match, os.listdir(history)) if m]
+        leaked = [m for m in map(TMP_PART.match, os.listdir(tmp) if tmp.is_dir() else []) if m]
         if any(int(m["lo"]) > max(his, default=-1) for m in leaked):
             break  # killed inside the write of a new part (not a merge), before its rename
     else:

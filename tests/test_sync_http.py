@@ -355,11 +355,14 @@ def test_server_without_directory_index(pushed: Pushed, serve: Callable[..., Ser
     assert view.file_path("ckpt.bin").read_bytes() == pushed.big
     rc, out, err = cli(capsys, "verify", url, "--run", "run-a", "--run", "run-b")
     assert rc == 0 and "2 runs" in out and "OK" in out, (out, err)
+    assert "lists no directories" in out, out  # unlisted files (spec §12.6) could not be looked for
     rc, out, err = cli(capsys, "pull", url, tmp_path / "dest", "--run", "run-b")
     assert rc == 0, (out, err)
     assert tree_hashes(tmp_path / "dest" / "run-b", skip=lambda rel: rel == MANIFEST) == \
         source_files(pushed.root / "run-b")
-    assert not [r for r in server.requests if r[2] not in (200, 206, 404)], server.requests
+    refused_listing = re.compile(r"^/runs/run-[ab]/history/?$")  # verify asking for what no manifest names
+    assert not [r for r in server.requests if r[2] not in (200, 206, 404) and not refused_listing.match(r[1])], \
+        server.requests
     # Discovering runs needs a listing: a clear error, not a traceback and not an empty "OK".
     for argv in (["ls", url], ["verify", url]):
         rc, out, err = cli(capsys, *argv)

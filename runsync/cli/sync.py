@@ -201,8 +201,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"MISSING  {r}/{p}")
         for r, p in res.corrupt:
             print(f"CORRUPT  {r}/{p}")
+        for r, p in res.stale:
+            print(f"STALE    {r}/{p} (a stale copy at the run path; the committed bytes are intact)")
+        for r, p in res.unlisted:
+            print(f"UNLISTED {r}/{p} (no manifest names it, but stock readers read it; push --verify removes it)")
         for r, e in res.failures:
             print(f"FAILED   {r}: {e}")
+        if res.unlisted_unchecked:
+            print(f"note: {remote.display} lists no directories, so files no manifest names were not looked for "
+                  f"({len(res.unlisted_unchecked)} runs); verify the storage it serves for that")
         if res.runs == 0:
             print(f"no pushed runs (with a {'manifest.json'}) under {remote.display}")
         print(f"{res.runs} runs, {res.files} files checked: " + ("OK" if res.ok else "PROBLEMS FOUND"))
@@ -304,7 +311,7 @@ def register(sub: Any) -> None:
 
     ver = sub.add_parser("verify", help="recompute hashes against manifests",
                          description="Recompute the content hash of every file of every pushed run under TARGET and "
-                         "report missing or corrupt files; exit status 1 if any.")
+                         "report missing, corrupt, stale and unlisted files (spec §12.6); exit status 1 if any.")
     ver.add_argument("target", help="URL or path holding pushed runs")
     ver.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
     ver.add_argument("--json", action="store_true", help="print a JSON report")

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .atomic import fsync_dir, fsync_file, temporary
+from .atomic import TMP_DIR, fsync_dir, fsync_file, temporary
 from .errors import CorruptFileError
 from .layout import PART_RE, stream_order
 from .values import ValueType
@@ -241,11 +241,13 @@ def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterabl
     ``tables`` may be several tables (compaction streams them as row groups, so
     memory stays bounded by one input part). ``schema``/``options`` serve the
     other part-structured tables (media, §13), which share naming and atomicity.
+    ``history_dir`` is a directory of the run (``history/``, ``system/``, ``media/``): the temp file
+    is written in the run's ``.tmp/``, where stock readers of the parts do not look (§2.3, since 1.3).
     """
     final = history_dir / part_name(stream, lo, hi)
     meta = {b"runsync.format": FORMAT_VERSION.encode(), b"runsync.stream": stream.encode()}
     items = [tables] if isinstance(tables, pa.Table) else tables
-    with temporary(final) as tmp:
+    with temporary(final, history_dir.parent / TMP_DIR) as tmp:
         with pq.ParquetWriter(tmp, schema.with_metadata(meta), **(options or _WRITE_OPTS)) as w:
             for t in items:
                 w.write_table(t.replace_schema_metadata(meta), row_group_size=ROW_GROUP_ROWS)

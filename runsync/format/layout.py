@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import SIBLING_TMP_RE, TMP_DIR, TMP_RE
+
 __all__ = [
     "RUN_JSON",
     "HISTORY_DIR",
@@ -18,6 +20,8 @@ __all__ = [
     "PART_RE",
     "ID_RE",
     "RunLayout",
+    "TMP_DIR",
+    "PART_DIRS",
     "StreamLayout",
     "check_stream_name",
     "stream_order",
@@ -31,6 +35,7 @@ RUN_JSON = "run.json"
 HISTORY_DIR = "history"
 SYSTEM_DIR = "system"
 TABLES = (HISTORY_DIR, SYSTEM_DIR)  # long-form tables of a run (spec §4, §14)
+PART_DIRS = (HISTORY_DIR, SYSTEM_DIR, "media")  # directories of parts, read by stock readers (§4, §13, §14)
 STREAMS_DIR = "streams"
 RESUME_DIR = ".resume"  # <root>/.resume/<key>.json: auto-resume hints (spec §2.1, since 1.3)
 STREAM_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -84,10 +89,16 @@ class StreamLayout:
 
     dir: Path
     stream: str = ""  # the stream's name when ``dir`` is not named after it
+    run: Path | None = None  # the run directory, when known: its ``.tmp/`` holds temp files (§2.3)
 
     @property
     def name(self) -> str:
         return self.stream or self.dir.name
+
+    @property
+    def tmp(self) -> Path | None:
+        """Where temp files of this stream's documents are written (spec §2.3): the run's ``.tmp/``."""
+        return self.run / TMP_DIR if self.run is not None else None
 
     def claim(self, incarnation: int) -> Path:
         return self.dir / f"claim.{incarnation:06d}.json"
@@ -143,6 +154,11 @@ class RunLayout:
         return self.dir / RUN_JSON
 
     @property
+    def tmp(self) -> Path:
+        """The run's temp directory (spec §2.3, since 1.3): every temp file of a file of the run."""
+        return self.dir / TMP_DIR
+
+    @property
     def history(self) -> Path:
         """The directory holding this table's parts (``history/`` or ``system/``)."""
         return self.dir / self.table
@@ -150,6 +166,14 @@ class RunLayout:
     @property
     def streams_dir(self) -> Path:
         return self.dir / STREAMS_DIR
+
+    def temp_leftovers(self) -> list[Path]:
+        """Temp files of the run (spec §2.3): those in ``.tmp/``, and dot-named siblings in the part
+        directories (written there by 1.2 writers). Garbage unless a live writer is writing them."""
+        out = [self.tmp / n for n in sorted(_listdir(self.tmp)) if TMP_RE.match(n)]
+        for d in PART_DIRS:
+            out += [self.dir / d / n for n in sorted(_listdir(self.dir / d)) if SIBLING_TMP_RE.match(n)]
+        return out
 
     def with_table(self, table: str) -> RunLayout:
         if table not in TABLES:
@@ -161,13 +185,13 @@ class RunLayout:
         return d if self.table == HISTORY_DIR else d / self.table
 
     def stream(self, name: str) -> StreamLayout:
-        return StreamLayout(self._stream_dir(check_stream_name(name)), name)
+        return StreamLayout(self._stream_dir(check_stream_name(name)), name, self.dir)
 
     def streams(self) -> list[StreamLayout]:
         names = [n for n in sorted(_listdir(self.streams_dir)) if STREAM_RE.match(n)]
         if self.table != HISTORY_DIR:
             names = [n for n in names if os.path.isdir(self._stream_dir(n))]
-        return [StreamLayout(self._stream_dir(n), n) for n in names]
+        return [StreamLayout(self._stream_dir(n), n, self.dir) for n in names]
 
 
 def _listdir(path: Path) -> list[str]:

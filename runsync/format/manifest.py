@@ -30,6 +30,11 @@ __all__ = [
     "blob_path",
     "is_blob",
     "is_replaced",
+    "is_tabular",
+    "TABULAR_DIRS",
+    "STAGING_ROOT",
+    "staging_dir",
+    "staging_path",
     "stored_at",
     "sha256_file",
     "parse_manifest",
@@ -39,6 +44,9 @@ __all__ = [
 MANIFEST = "manifest.json"
 BLOB_ROOT = ".runsync/blobs/sha256"
 BLOB_PREFIXES = ("files/",)  # saved files (§13.5); media parts are tabular since 1.2
+# Where stock readers read a pushed run (`<remote>/<id>/history` …): only committed files may sit here (§12.3).
+TABULAR_DIRS = ("history", "system", "media")
+STAGING_ROOT = ".runsync/staging"  # <remote>/.runsync/staging/<run id>/<sha256>: tabular files before commit
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _SEGMENT_RE = re.compile(r"^[A-Za-z0-9._+=@,-]{1,200}$")
 _CHUNK = 1 << 20
@@ -76,6 +84,25 @@ def is_replaced(path: str) -> bool:
     """Files a writer changes in place (replaced documents, growing console logs): on a remote their
     committed content is a blob (spec §12.1.2)."""
     return bool(_REPLACED_RE.match(path))
+
+
+def is_tabular(path: str) -> bool:
+    """Files under a run's ``history/``, ``system/`` or ``media/``: the paths stock readers read, which a
+    pusher fills only through the staging area, at its commit (spec §12.3, since 1.3)."""
+    return path.split("/", 1)[0] in TABULAR_DIRS and "/" in path
+
+
+def staging_dir(run_id: str) -> str:
+    """Root-relative staging directory of one run's tabular files (spec §12.1, since 1.3)."""
+    return f"{STAGING_ROOT}/{run_id}"
+
+
+def staging_path(run_id: str, sha256: str) -> str:
+    """Root-relative staging name of a tabular file of ``run_id``, by content: a killed push resumes
+    without sending a file again."""
+    if not _SHA_RE.match(sha256):
+        raise FormatError(f"invalid sha256 {sha256!r}")
+    return f"{staging_dir(run_id)}/{sha256}"
 
 
 def stored_at(run_id: str, path: str, sha256: str) -> str:

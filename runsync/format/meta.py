@@ -324,12 +324,14 @@ def _doc(cls: type[T], data: Any, path: str | Path) -> T:
         raise CorruptFileError(f"missing or invalid fields ({e})", path) from None
 
 
-def save_doc(doc: Any, path: Path, durable: bool = True) -> None:
-    write_atomic(path, dump_json(asdict(doc)), durable=durable)
+def save_doc(doc: Any, path: Path, durable: bool = True, tmp_dir: Path | None = None) -> None:
+    """Replace the document at ``path`` (spec §2.3); ``tmp_dir``: the run's ``.tmp/``."""
+    write_atomic(path, dump_json(asdict(doc)), durable=durable, tmp_dir=tmp_dir)
 
 
-def publish_doc(doc: Any, path: Path) -> bool:
-    return publish_exclusive(path, dump_json(asdict(doc)))
+def publish_doc(doc: Any, path: Path, tmp_dir: Path | None = None) -> bool:
+    """Exclusively create the document at ``path`` (spec §2.3); ``tmp_dir``: the run's ``.tmp/``."""
+    return publish_exclusive(path, dump_json(asdict(doc)), tmp_dir=tmp_dir)
 
 
 def json_safe(value: Any) -> Any:

@@ -27,14 +27,17 @@ from ..format.manifest import (
     check_rel_path,
     is_blob,
     is_replaced,
+    is_tabular,
     parse_manifest,
     sha256_file,
+    staging_path,
     stored_at,
 )
 from ..format.version import FORMAT_VERSION, check_version
 from .push import PushOptions, PushResult, run_selected
 from .remote import Remote
 from .source import LocalFile, file_stats, find_runs, run_files
+from .staging import StagedGone, place, remove_unlisted
 from .state import SyncState
 from .tails import shipped_files
 
@@ -203,7 +206,8 @@ def push_bundle(path: Path, remote: Remote) -> PushResult:
                 continue
             run_id, rel = _member_name(m.name)
             sha = index["runs"][run_id]["files"][rel]["sha256"]
-            target = stored_at(run_id, rel, sha)
+            # Tabular files wait in the staging area until their run's commit (spec §12.3).
+            target = staging_path(run_id, sha) if is_tabular(rel) else stored_at(run_id, rel, sha)
             if target != f"{run_id}/{rel}" and remote.size(target) == m.size:
                 res.bytes_deduplicated += m.size if is_blob(rel) else 0
                 continue
@@ -220,16 +224,27 @@ def push_bundle(path: Path, remote: Remote) -> PushResult:
                                  f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}; push that bundle first"))
             continue
         old_raw = remote.read(f"{run_id}/{MANIFEST}")
+        by_sha: dict[str, list[str]] = {}
+        for p in r["carried"]:
+            if is_tabular(p):
+                by_sha.setdefault(files[p].sha256, []).append(p)
+        try:
+            for sha, rels in by_sha.items():
+                place(remote, run_id, sha, rels)
+        except StagedGone as gone:
+            res.failures.append((run_id, f"not committed: {gone} vanished (a concurrent push?); push the bundle again"))
+            continue
         remote.write(f"{run_id}/{MANIFEST}", Manifest(run_id=run_id, files=files).to_bytes())
         for p, e in files.items():  # after the commit: run-path copies of replaced documents
             if is_replaced(p) and p in r["carried"]:
                 data = remote.read(stored_at(run_id, p, e.sha256))
                 if data is not None:
                     remote.write(f"{run_id}/{p}", data)
-        if old_raw is not None:
-            for rel in set(parse_manifest(old_raw, remote.display).files) - set(files):
-                if not is_blob(rel):
-                    remote.remove(f"{run_id}/{rel}")
+        old = set(parse_manifest(old_raw, remote.display).files) if old_raw is not None else set()
+        for rel in old - set(files):
+            if not is_blob(rel) and not is_tabular(rel):
+                remote.remove(f"{run_id}/{rel}")
+        remove_unlisted(remote, run_id, files, old, moved=by_sha)
         res.runs_pushed += 1
     res.seconds = time.monotonic() - t0
     return res

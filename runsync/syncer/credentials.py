@@ -27,14 +27,14 @@ GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.full_control"  # gcsfs's
 
 
 def connect_options(protocol: str, display: str, options: dict[str, Any],
-                    retried: Callable[[str, Callable[[], Any]], Any]) -> dict[str, Any]:
+                    retried: Callable[[str, Callable[[], Any]], Any], url_credentials: bool = False) -> dict[str, Any]:
     """fsspec options to add to ``options`` for ``protocol`` (never overriding what the user gave).
     ``retried(what, fn)`` runs a network operation under the remote's retry policy."""
     if protocol in ("sftp", "ssh") and "known_hosts" not in options:
         return _known_hosts(protocol, display)
     if protocol in ("gs", "gcs") and "token" not in options:
         return _google_service_account(display, options, retried)
-    if protocol in ("s3", "s3a"):
+    if protocol in ("s3", "s3a") and not url_credentials:  # s3://KEY:SECRET@bucket: s3fs's to use
         _aws_credentials(display, options)
     return {}
 

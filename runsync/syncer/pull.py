@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..format.atomic import temporary
+from ..format.atomic import TMP_DIR, temporary
 from ..format.errors import CorruptFileError, FormatError
 from ..format.layout import ID_RE, RUN_JSON
 from ..format.manifest import (
     MANIFEST,
+    TABULAR_DIRS,
     FileEntry,
     Manifest,
     check_rel_path,
@@ -26,7 +27,7 @@ from ..format.manifest import (
     stored_at,
 )
 from ..format.meta import RunInfo, describe_run, load_doc, parse_doc, same_run
-from .errors import RunConflictError
+from .errors import RemoteError, RunConflictError
 from .pools import Progress, each_run, in_flight
 from .remote import Remote
 
@@ -182,7 +183,7 @@ def pull(remote: Remote, dest: Path, run_ids: list[str] | None = None, *,
         src = _source_of(remote, run_id, rel, sha)
         remote.refuse_link(src)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with in_flight(res, lock, landed) as progress, temporary(target) as tmp:
+        with in_flight(res, lock, landed) as progress, temporary(target, dest / run_id / TMP_DIR) as tmp:
             remote.download(src, str(tmp), progress=progress)
             got = _digest_local(tmp) or ("", 0)
             if got != (sha, size):
@@ -263,7 +264,8 @@ def _size(path: Path) -> int | None:
 
 
 def _prune(run_dir: Path, keep: set[str]) -> None:
-    for dirpath, _dirs, names in os.walk(run_dir):
+    for dirpath, dirs, names in os.walk(run_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .tmp/ (spec §2.3) is not the run's content
         for n in names:
             p = Path(dirpath) / n
             rel = p.relative_to(run_dir).as_posix()
@@ -273,19 +275,26 @@ def _prune(run_dir: Path, keep: set[str]) -> None:
 
 @dataclass
 class VerifyResult:
+    """Verify's outcomes (spec §12.6): every file a manifest names is ok, missing, corrupt or (a replaced
+    document's run-path copy) stale; a file under a run's tabular paths that it does not name is unlisted."""
+
     runs: int = 0
     files: int = 0
     missing: list[tuple[str, str]] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)
+    stale: list[tuple[str, str]] = field(default_factory=list)
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    unlisted_unchecked: list[str] = field(default_factory=list)  # runs on a server that lists no directory
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.failures)
+        return not (self.missing or self.corrupt or self.stale or self.unlisted or self.failures)
 
     def as_dict(self) -> dict[str, Any]:
         return {"runs": self.runs, "files": self.files, "ok": self.ok,
                 "missing": [f"{r}/{p}" for r, p in self.missing], "corrupt": [f"{r}/{p}" for r, p in self.corrupt],
+                "stale": [f"{r}/{p}" for r, p in self.stale], "unlisted": [f"{r}/{p}" for r, p in self.unlisted],
                 "failures": [{"run": r, "error": e} for r, e in self.failures]}
 
 
@@ -296,29 +305,43 @@ def verify(remote: Remote, run_ids: list[str] | None = None, *, jobs: int = 4,
     lock = threading.Lock()
 
     def check(run_id: str, rel: str, e: FileEntry) -> str | None:
-        """"missing", "corrupt" (hash or size differ) or None (good) for one manifest entry."""
-        places = [_source_of(remote, run_id, rel, e.sha256)]
-        if is_replaced(rel):  # and the run-path copy direct readers use (spec §12.1.2)
-            places.append(f"{run_id}/{rel}")
-        for src in dict.fromkeys(places):
-            remote.refuse_link(src)
-            got = remote.digest(src)
-            if got is None:
-                return "missing"
-            if got != (e.sha256, e.size):
-                return "corrupt"
+        """"missing", "corrupt" (hash or size differ), "stale" or None (ok) for one manifest entry (§12.6)."""
+        committed = _source_of(remote, run_id, rel, e.sha256)
+        remote.refuse_link(committed)
+        got = remote.digest(committed)
+        if got is None:
+            return "missing"
+        if got != (e.sha256, e.size):
+            return "corrupt"
+        copy = f"{run_id}/{rel}"
+        if is_replaced(rel) and copy != committed:
+            remote.refuse_link(copy)
+            if remote.digest(copy) != (e.sha256, e.size):
+                return "stale"  # the run-path copy direct readers use lags its intact blob (spec §12.1.2)
         return None
 
     def work(run_id: str, m: Manifest, files: ThreadPoolExecutor) -> str:
         entries = sorted(m.files.items())
         found = list(files.map(lambda item: check(run_id, *item), entries))
+        # Where stock readers read, nothing the manifest does not name (spec §12.3): one listing per table.
+        unlisted: list[str] = []
+        try:
+            unlisted = [f"{d}/{name}" for d in TABULAR_DIRS for name in remote.files(f"{run_id}/{d}")
+                        if f"{d}/{name}" not in m.files]
+        except RemoteError:
+            if not remote.read_only:
+                raise
+            with lock:  # a web server that lists no directory (403): every named file is still checked
+                res.unlisted_unchecked.append(run_id)
         with lock:
             res.files += len(entries)
-            res.missing += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == "missing"]
-            res.corrupt += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == "corrupt"]
-        return "PROBLEMS" if any(found) else "verified"
+            for outcome, into in (("missing", res.missing), ("corrupt", res.corrupt), ("stale", res.stale)):
+                into += [(run_id, rel) for (rel, _), f in zip(entries, found) if f == outcome]
+            res.unlisted += [(run_id, rel) for rel in unlisted]
+        return "PROBLEMS" if any(found) or unlisted else "verified"
 
     _each_run(remote, run_ids, jobs, res, progress, work)
-    res.missing.sort()
-    res.corrupt.sort()
+    for found in (res.missing, res.corrupt, res.stale, res.unlisted):
+        found.sort()
+    res.unlisted_unchecked.sort()
     return res

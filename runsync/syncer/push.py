@@ -1,10 +1,14 @@
 """``runsync push``: deduplicating, resumable, idempotent push of runs (spec §12.3).
 
 Per run: hash what changed (cached by size/mtime/inode), send files the remote
-lacks — data files first, blobs once per remote — then commit with the run's
-manifest, then remove files the new manifest no longer names. A push killed at
-any point leaves the remote in a state that was true locally; the next push
-sends only what is missing.
+lacks — data files first, blobs once per remote, the files stock readers read
+(``history/``, ``system/``, ``media/``) to a staging area by content hash — then
+move the staged files into place, commit with the run's manifest, then remove
+every file at those paths the manifest does not name. A push killed at any
+point leaves the remote in a state that was true locally, and nothing stock
+readers would read twice; the next push sends only what is missing. A source
+file that vanishes mid-push (a part merged away) makes the run be listed and
+pushed again, as it is now (spec §9.3).
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ from ..format.manifest import (
     check_rel_path,
     is_blob,
     is_replaced,
+    is_tabular,
     parse_manifest,
     sha256_file,
+    staging_dir,
+    staging_path,
     stored_at,
 )
 from ..format.meta import RunInfo, load_doc
@@ -39,6 +46,7 @@ from .errors import RemoteError
 from .pools import Progress, each_run, in_flight
 from .remote import Remote, RemoteSetupError
 from .source import LocalFile, file_stats, find_runs, run_files
+from .staging import StagedGone, place, remove_unlisted
 from .state import SyncState
 from .tails import shipped_files
 
@@ -46,6 +54,11 @@ __all__ = ["PushOptions", "PushResult", "PushStopped", "push", "run_selected", "
 
 _OBJECT_RE = re.compile(r"^files/sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
 _SMALL = 1 << 20  # files up to this size are read once, hashed and sent from memory
+_VANISHED_TRIES = 6  # a run whose files keep vanishing mid-push (a writer merging parts) is listed again this often
+
+
+class _Vanished(Exception):
+    """A source file listed for this push was gone when it was read or sent (merged away, recovered)."""
 
 
 @dataclass
@@ -174,6 +187,22 @@ class _Pusher:
 
     def _push_run(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]],
                   pool: ThreadPoolExecutor) -> bool:
+        """Push one run (``_push_once``); a file that vanished meanwhile is no failure: the run is listed
+        again and what is true now is pushed (spec §9.3), a bounded number of times."""
+        gone = ""
+        for _ in range(_VANISHED_TRIES):
+            try:
+                return self._push_once(run_dir, files, stats, pool)
+            except _Vanished as e:
+                gone = str(e)
+                files = self._source_files(run_dir)
+                stats = file_stats(files)
+        raise FormatError(f"files of the run kept vanishing while it was pushed ({_VANISHED_TRIES} tries, last "
+                          f"{gone}): a writer is replacing them faster than they can be sent; nothing new was "
+                          "committed for this run — push again", run_dir)
+
+    def _push_once(self, run_dir: Path, files: list[LocalFile], stats: list[tuple[str, int, int, int]],
+                   pool: ThreadPoolExecutor) -> bool:
         """Push one run, its files sent concurrently in ``pool``; whether anything was committed (or would
         be, in a dry run)."""
         run_id = run_dir.name
@@ -193,6 +222,7 @@ class _Pusher:
         entries: dict[str, FileEntry] = {}
         refresh: list[tuple[str, bytes]] = []
         sends: list[Future[bool]] = []  # a run's files go out concurrently (one big file does not wait alone)
+        tabular: list[tuple[LocalFile, bytes | None, str, int]] = []  # go through staging (spec §12.3)
         for f in files:
             data, sha, size, st = self._hash(run_id, f)
             hashes[f.rel] = [st[0], st[1], st[2], sha]
@@ -206,7 +236,15 @@ class _Pusher:
                 refresh.append((f.rel, data))  # the run-path copy, rewritten after the commit
             if (unchanged or repair) and not (self.opts.verify and not self._present(run_id, f.rel, sha, size)):
                 continue
+            if is_tabular(f.rel):
+                tabular.append((f, data, sha, size))
+                continue
             sends.append(pool.submit(self._send, run_id, f, data, sha, size))
+        # Staged by content hash: what a killed push staged already is not sent again (one listing).
+        staged = self.remote.files(staging_dir(run_id)) if tabular and not self.opts.dry_run else None
+        for f, data, sha, size in tabular:
+            if staged is None or self.opts.verify or staged.get(sha) != size:
+                sends.append(pool.submit(self._stage, run_id, f, data, sha, size))
         wait(sends)  # every file is there (or failed) before anything else happens
         sent = any([s.result() for s in sends])  # raises the first failure: no commit
         manifest = Manifest(run_id=run_id, files=entries)
@@ -214,6 +252,7 @@ class _Pusher:
         changed = sent or {p: tuple(v) for p, v in committed.items()} != old
         if self.opts.dry_run:
             return bool(changed)
+        self._into_place(run_id, [(f.rel, sha) for f, _d, sha, _s in tabular], pool)
         if changed:
             self.remote.write(f"{run_id}/{MANIFEST}", manifest.to_bytes())  # the commit (spec §12.3)
         # After the commit: refresh run-path copies of replaced documents, drop what is gone.
@@ -225,13 +264,36 @@ class _Pusher:
                     self.result.bytes_sent += len(data)
         if changed:
             for rel in set(old) - set(entries):
-                if not is_blob(rel):
+                if not is_blob(rel) and not is_tabular(rel):
                     self.remote.remove(f"{run_id}/{rel}")
+        if changed or not trusted:  # what a killed or raced push left where stock readers read
+            remove_unlisted(self.remote, run_id, entries, old, staged, {sha for _f, _d, sha, _s in tabular})
+        if changed:
             with self.lock:
                 self.result.runs_pushed += 1
         with self.lock:  # a first commit raced by another pusher is re-checked by the next push
             self.state.record(run_id, hashes, committed, stats, trusted=not first)
         return bool(changed)
+
+    def _stage(self, run_id: str, f: LocalFile, data: bytes | None, sha: str, size: int) -> bool:
+        """Send a tabular file to the staging area, named by its content (spec §12.3, since 1.3)."""
+        check_rel_path(f.rel)
+        self._put(staging_path(run_id, sha), f, data, size)
+        return True
+
+    def _into_place(self, run_id: str, staged: list[tuple[str, str]], pool: ThreadPoolExecutor) -> None:
+        """Move staged tabular files to their run paths, just before the commit (spec §12.3 step 2). A
+        staged object gone meanwhile (a concurrent pusher committed and cleaned up): _Vanished."""
+        by_sha: dict[str, list[str]] = {}
+        for rel, sha in staged:
+            by_sha.setdefault(sha, []).append(rel)
+        done = [pool.submit(place, self.remote, run_id, sha, rels) for sha, rels in by_sha.items()]
+        wait(done)
+        for d in done:
+            try:
+                d.result()
+            except StagedGone as e:
+                raise _Vanished(str(e)) from None
 
     def _put_at_run_path(self, run_id: str, f: LocalFile, data: bytes, size: int) -> bool:
         self._put(f"{run_id}/{f.rel}", f, data, size)
@@ -275,8 +337,12 @@ class _Pusher:
 
     def _hash(self, run_id: str, f: LocalFile) -> tuple[bytes | None, str, int, tuple[int, int, int]]:
         """Content hash of ``f`` (and its bytes if small), from one open file: a document
-        replaced meanwhile is read whole, old or new, never mixed."""
-        with open(f.path, "rb") as fh:
+        replaced meanwhile is read whole, old or new, never mixed. One gone since it was listed: _Vanished."""
+        try:
+            fh = open(f.path, "rb")
+        except FileNotFoundError:
+            raise _Vanished(f.rel) from None
+        with fh:
             st = os.fstat(fh.fileno())
             key = (st.st_size, st.st_mtime_ns, st.st_ino)
             if st.st_size <= _SMALL:
@@ -333,8 +399,13 @@ class _Pusher:
             if not self.opts.dry_run:
                 if data is not None:
                     self.remote.write(target, data)
-                else:
+                    return
+                try:
                     self.remote.upload(str(f.path), target, progress=progress)
+                except RemoteError:
+                    if not os.path.exists(f.path):
+                        raise _Vanished(f.rel) from None
+                    raise
 
 
 def push(src: str | Path, remote: Remote, opts: PushOptions | None = None,

@@ -188,7 +188,8 @@ class Remote:
         protocol = urlsplit(self.url).scheme if "://" in self.url else "file"
         options = dict(self._options)
         options.update(connect_options(protocol, self.display, options,
-                                       lambda what, fn: self.policy.run(what, fn, self.url)))
+                                       lambda what, fn: self.policy.run(what, fn, self.url),
+                                       url_credentials="@" in urlsplit(self.url).netloc))
 
         def build() -> tuple[Any, str] | BaseException:
             try:
@@ -429,6 +430,40 @@ class Remote:
                 raise CorruptFileError(f"{rel}: {os.path.relpath(path, self.root)} is a symbolic link; runsync "
                                        "does not follow links in a remote (replace it with the file itself)",
                                        self.display)
+
+    def files(self, rel: str) -> dict[str, int]:
+        """Regular files directly under ``rel`` → their sizes (empty if it does not exist); one listing."""
+        def op() -> dict[str, int]:
+            target = self.path(rel)
+            self.fs.invalidate_cache(target)
+            try:
+                entries = self.fs.ls(target, detail=True)
+            except FileNotFoundError:
+                return {}
+            out = {}
+            for e in entries:
+                name = str(e.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
+                if e.get("type") == "file" and name:
+                    out[name] = int(e.get("size") or 0)
+            return out
+        return self._run(f"list {rel}", op)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move ``src`` to ``dst``, replacing it: a rename on filesystems, a server-side copy (then a
+        delete) on object stores; either way no reader sees a partial ``dst``."""
+        def op() -> None:
+            if not self.atomic_put:
+                self.fs.makedirs(self.path(dst).rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(self.path(src), self.path(dst))
+        self._run(f"move {src} to {dst}", op)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy ``src`` to ``dst`` on the remote (server-side on object stores), replacing it."""
+        def op() -> None:
+            if not self.atomic_put:
+                self.fs.makedirs(self.path(dst).rsplit("/", 1)[0], exist_ok=True)
+            self.fs.copy(self.path(src), self.path(dst))
+        self._run(f"copy {src} to {dst}", op)
 
     def remove(self, rel: str) -> None:
         def op() -> None:

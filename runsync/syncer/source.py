@@ -90,31 +90,42 @@ def _add(out: list[LocalFile], base: str, rel: str) -> None:
         out.append(f)
 
 
-def _stream_files(base: str, prefix: str, stream: str, out: list[LocalFile]) -> None:
-    """Documents, claims, environment records of one stream (of one table), and its WAL if its writer is dead."""
+def _stream_files(base: str, prefix: str, stream: str, wal: list[LocalFile], docs: list[LocalFile]) -> None:
+    """Dead incarnations' WAL (into ``wal``) and documents, claims, environment records (into ``docs``)
+    of one stream (of one table)."""
     names = _listed(f"{base}/{prefix}")
-    dead = False
+    live_inc = None
     if any(_SEGMENT.match(n) for n in names):  # liveness matters only for WAL segments (a finished run has none)
         from ..format.liveness import stream_state  # psutil: only needed here
 
         state = stream_state(StreamLayout(Path(base, prefix), stream))
-        dead = state is not None and state.state != State.RUNNING
-    for name in names:  # WAL tails first: data before the documents that describe it
-        if dead and _SEGMENT.match(name):
-            _add(out, base, f"{prefix}/{name}")  # a source of the push; shipped_files replaces it
+        live_inc = state.incarnation if state is not None and state.state == State.RUNNING else None
+    for name in names:
+        m = _SEGMENT.match(name)
+        if m and int(m.group(1)) != live_inc:
+            _add(wal, base, f"{prefix}/{name}")
     for name in names:
         if _STREAM_DOC.match(name):
-            _add(out, base, f"{prefix}/{name}")
+            _add(docs, base, f"{prefix}/{name}")
 
 
 def run_files(run_dir: Path) -> list[LocalFile]:
-    """The files a push of the run depends on, in commit-safe order (data before documents).
+    """The files a push of the run depends on, in commit-safe order (data before documents), listed in the
+    read order of spec §9.3: WAL tails first, then parts. A recovery that turns a tail into a part and then
+    deletes its segment in between leaves the part listed; the other way round, neither would be.
 
-    Includes the WAL segments of dead writers, which are never sent: pass the
-    list through ``syncer.tails.shipped_files`` for what is.
+    Includes the WAL segments of dead incarnations, which are never sent: pass the list through
+    ``syncer.tails.shipped_files`` for what is (spec §12.4).
     """
     base = os.fspath(run_dir)
-    out: list[LocalFile] = []
+    wal: list[LocalFile] = []
+    docs: list[LocalFile] = []
+    streams = [n for n in _listed(f"{base}/{STREAMS_DIR}") if STREAM_RE.match(n)]
+    for name in streams:
+        _stream_files(base, f"{STREAMS_DIR}/{name}/{SYSTEM_DIR}", name, wal, docs)
+    for name in streams:
+        _stream_files(base, f"{STREAMS_DIR}/{name}", name, wal, docs)
+    out: list[LocalFile] = wal
     for table in _PART_DIRS:
         for name in _listed(f"{base}/{table}"):
             if PART_RE.match(name):
@@ -131,11 +142,7 @@ def run_files(run_dir: Path) -> list[LocalFile]:
     for name in _listed(f"{base}/console"):
         if _CONSOLE.match(name):
             _add(out, base, f"console/{name}")
-    streams = [n for n in _listed(f"{base}/{STREAMS_DIR}") if STREAM_RE.match(n)]
-    for name in streams:
-        _stream_files(base, f"{STREAMS_DIR}/{name}/{SYSTEM_DIR}", name, out)
-    for name in streams:
-        _stream_files(base, f"{STREAMS_DIR}/{name}", name, out)
+    out += docs
     _add(out, base, RUN_JSON)
     assert all(x.rel != MANIFEST for x in out)
     return out

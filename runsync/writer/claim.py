@@ -14,16 +14,20 @@ import time
 
 import psutil
 
-from ..format.errors import StreamClaimedError
+from ..format.errors import FormatError, StreamClaimedError
 from ..format.history import list_parts, remove_parts, select_cover, write_part
-from ..format.layout import HISTORY_DIR, RunLayout, StreamLayout
+from ..format.layout import HISTORY_DIR, TABLES, RunLayout, StreamLayout
 from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, publish_doc, save_doc
 from ..format.recovery import StreamHistory, recovery_steps, scan_stream
 from ..format.tail import wal_location
 
-__all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
+__all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover", "remove_temp_leftovers", "LEFTOVER_AGE"]
+
+# A temp file younger than this may belong to a writer that has not claimed its stream yet (run.json
+# and the claim itself are published through temp files), so it is never taken for a leftover.
+LEFTOVER_AGE = 60.0
 
 
 def claim_stream(
@@ -76,7 +80,7 @@ def claim_stream(
             time_floor=history.max_time,
             wal_dir=wal_dir,
         )
-        if publish_doc(claim, stream.claim(inc)):
+        if publish_doc(claim, stream.claim(inc), stream.tmp):
             last = history.claims.get(inc - 1)
             if state is not None and state.state == State.CRASHED and last is not None and last.wal_dir is not None \
                     and wal_location(stream, last, host) is None:
@@ -100,8 +104,8 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
         keep = set(select_cover(mine))
         remove_parts(p.path for p in mine if p not in keep)
     for part in recovery_steps(stream.name, history, summary, config):  # the same steps a pusher takes (§12.4)
-        save_doc(summary, stream.summary)
-        save_doc(config, stream.config)
+        save_doc(summary, stream.summary, tmp_dir=stream.tmp)
+        save_doc(config, stream.config, tmp_dir=stream.tmp)
         if part is not None:
             write_part(run.history, stream.name, part.lo, part.hi, part.table)
     host = host_identity()[0]
@@ -117,3 +121,39 @@ def recover(run: RunLayout, stream: StreamLayout, history: StreamHistory, summar
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+
+
+def _other_writer_alive(run: RunLayout, me: Claim) -> bool:
+    """Is any stream of the run (either table) written by a live process other than this one (§7.3)?
+    A stream whose state cannot be read counts as alive: nothing is removed on a guess."""
+    for table in TABLES:
+        for st in run.with_table(table).streams():
+            try:
+                s = stream_state(st)
+            except (FormatError, OSError):
+                return True
+            if s is not None and s.state == State.RUNNING and \
+                    (s.claim.host, s.claim.boot_id, s.claim.pid) != (me.host, me.boot_id, me.pid):
+                return True
+    return False
+
+
+def remove_temp_leftovers(run: RunLayout, me: Claim, now: float | None = None) -> int:
+    """Delete temp files a killed writer left in the run (spec §2.3), once no other writer of the run
+    is alive; return how many. Called by a writer right after it claims a stream. Never raises."""
+    try:
+        found = run.temp_leftovers()
+        if not found or _other_writer_alive(run, me):
+            return 0
+        now = time.time() if now is None else now
+        n = 0
+        for path in found:
+            try:
+                if now - os.lstat(path).st_mtime >= LEFTOVER_AGE:
+                    os.unlink(path)
+                    n += 1
+            except FileNotFoundError:
+                pass
+        return n
+    except OSError:
+        return 0  # a leftover costs disk space, never correctness: the run goes on

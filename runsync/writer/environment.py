@@ -370,21 +370,23 @@ def collect(*, disable_code: bool, cwd: str | None = None, argv: list[str] | Non
 
 
 def write_environment(stream_dir: Path, incarnation: int, *, disable_code: bool, cwd: str | None = None,
-                      argv: list[str] | None = None, on_error: Callable[[str], None] | None = None) -> None:
+                      argv: list[str] | None = None, on_error: Callable[[str], None] | None = None,
+                      tmp_dir: Path | None = None) -> None:
     """Collect and write ``environment.<inc>.json`` (and ``diff.<inc>.patch``) into ``stream_dir``.
 
-    Never raises: a failure is passed to ``on_error`` (if given) as one line of text.
+    Never raises: a failure is passed to ``on_error`` (if given) as one line of text. ``tmp_dir``:
+    the run's ``.tmp/`` (spec §2.3).
     """
     try:
         doc, patch = collect(disable_code=disable_code, cwd=cwd, argv=argv)
         doc["stream"], doc["incarnation"] = Path(stream_dir).name, int(incarnation)
         if patch is not None and doc.get("git") is not None:
             name = patch_name(incarnation)
-            write_atomic(Path(stream_dir) / name, patch)
+            write_atomic(Path(stream_dir) / name, patch, tmp_dir=tmp_dir)
             doc["git"]["patch"] = name
         data = (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False, default=str)
                 + "\n").encode("utf-8", "surrogateescape")
-        write_atomic(Path(stream_dir) / environment_name(incarnation), data)
+        write_atomic(Path(stream_dir) / environment_name(incarnation), data, tmp_dir=tmp_dir)
     except Exception as e:  # noqa: BLE001 — the run goes on without an environment record
         if on_error is not None:
             with contextlib.suppress(Exception):

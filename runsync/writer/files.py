@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..format.atomic import fsync_dir, temporary
+from ..format.atomic import TMP_DIR, fsync_dir, temporary
 from ..format.files import FILES_DIR, FileEntry, FilesDoc, object_path
 from ..format.manifest import check_rel_path
 from ..format.meta import load_doc, save_doc
@@ -173,7 +173,7 @@ class FileSaver:
         os.makedirs(objects, exist_ok=True)
         h = hashlib.sha256()
         size = 0
-        with temporary(objects / "object") as tmp:
+        with temporary(objects / "object", self.run_dir / TMP_DIR) as tmp:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
                 st = os.fstat(src.fileno())
                 while chunk := src.read(_CHUNK):
@@ -193,7 +193,7 @@ class FileSaver:
         doc = self._load()
         doc.files.append(FileEntry(name=name, sha256=sha, size=size, mtime=st.st_mtime, time=time.time(),
                                    policy=policy))
-        save_doc(doc, self.index)
+        save_doc(doc, self.index, tmp_dir=self.run_dir / TMP_DIR)
 
     def _load(self) -> FilesDoc:
         if self._doc is None:

@@ -338,8 +338,8 @@ class Flusher:
     def _write_docs(self) -> None:
         if self._docs_dirty:
             os.makedirs(self.run.history, exist_ok=True)
-            save_doc(self.summary, self.stream.summary)
-            save_doc(self.config, self.stream.config)
+            save_doc(self.summary, self.stream.summary, tmp_dir=self.stream.tmp)
+            save_doc(self.config, self.stream.config, tmp_dir=self.stream.tmp)
             self._docs_dirty = False
 
     def _compact(self) -> None:
@@ -451,12 +451,12 @@ class Flusher:
             st.exit_code = exit_code
         try:
             try:
-                save_doc(st, self.stream.status, durable=state != State.RUNNING)
+                save_doc(st, self.stream.status, durable=state != State.RUNNING, tmp_dir=self.stream.tmp)
             except OSError as e:
                 # The last status is what tells readers how the run ended and what was dropped.
                 if state == State.RUNNING or e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._drop_reserve():
                     raise
-                save_doc(st, self.stream.status, durable=True)
+                save_doc(st, self.stream.status, durable=True, tmp_dir=self.stream.tmp)
             self._last_status = st.heartbeat
             self._disk_ok("status")
         except OSError as e:

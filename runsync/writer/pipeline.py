@@ -16,7 +16,7 @@ from typing import Any
 from ..format.layout import RunLayout, StreamLayout, wal_stream_dir
 from ..format.liveness import host_identity
 from ..format.meta import Claim, ConfigDoc, State, Status, SummaryDoc, load_doc
-from .claim import StreamHistory, claim_stream, recover
+from .claim import StreamHistory, claim_stream, recover, remove_temp_leftovers
 from .encoder import Encoder
 from .flusher import Flusher, mapping_warning
 from .report import Reporter
@@ -59,6 +59,7 @@ def open_pipeline(layout: RunLayout, stream: str, run_id: str, resume: bool, set
     summary = _load_or(SummaryDoc, st.summary)
     config_doc = _load_or(ConfigDoc, st.config)
     recover(layout, st, history, summary, config_doc)
+    remove_temp_leftovers(layout, claim)
     wal = st if wal_dir is None else StreamLayout(wal_dir, st.name)
     first = _first_segment(wal, claim.incarnation, settings, reporter, layout.dir if wal_dir is None else wal_dir)
     enc = Encoder(first, claim.incarnation, claim.first_seq, history.max_step + 1 if resume else 0,

@@ -377,7 +377,7 @@ def init(
     layout = RunLayout(root / run_id)
     resuming = check_resume(rmode, run_id, layout.run_json.exists(), id_given is not None, str(root))
     os.makedirs(layout.history, exist_ok=True)
-    if not publish_doc(info, layout.run_json):
+    if not publish_doc(info, layout.run_json, layout.tmp):
         existing = load_doc(RunInfo, layout.run_json)
         if project is not None and existing.project != project and project != "default":
             raise RunsyncError(f"run {run_id} belongs to project {existing.project!r}, not {project!r}")
@@ -448,7 +448,7 @@ def _start_sidecars(run: Run, layout: RunLayout, stream: str, run_id: str, incar
     def record_environment() -> None:
         from .environment import write_environment
 
-        write_environment(stream_dir, incarnation, disable_code=disable_code, on_error=report_env)
+        write_environment(stream_dir, incarnation, disable_code=disable_code, on_error=report_env, tmp_dir=layout.tmp)
 
     if env_switch("RUNSYNC_ENVIRONMENT", None):
         starters.append(("environment record", lambda: OneShot("environment record", record_environment, report_env)))
