@@ -63,6 +63,8 @@ class RunInfo:
     job_type: str | None = None
     tags: list[str] = field(default_factory=list)
     notes: str | None = None
+    # since 1.3 (spec §3.1): where an imported run came from — {"kind", "uri", "id"}; None for runs logged here
+    source: dict[str, Any] | None = None
     format: str = FORMAT_VERSION
 
 
