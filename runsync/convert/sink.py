@@ -217,8 +217,10 @@ def _rows_batch(rows: list[tuple[int, float, str, Any]], have: set[tuple[int, st
         if k is None:
             bad.setdefault(key, "not a valid key (spec §5.1)")
             continue
-        if (int(step), k, _us(t)) in have:
-            continue
+        row_id = (int(step), k, _us(t))
+        if row_id in have:
+            continue  # stored by an earlier import, or repeated in the source
+        have.add(row_id)
         try:
             vtype, v = coerce(k, value)
         except (TypeError, ValueError) as e:
@@ -265,7 +267,14 @@ def write_import(root: Path, run: ImportedRun) -> ImportResult:
             continue
         if (int(step), k, _us(t)) in have or (_us(t), int(step), k) in media_items:
             continue
-        media_items[(_us(t), int(step), k)] = items
+        prepared = []
+        for m in items:
+            try:
+                prepared.append(m.prepare(k))
+            except Exception as e:  # a missing or unreadable media file: the other values still import
+                skipped.append(f"media {k!r} at step {step}: {type(e).__name__}: {e}")
+        if prepared:
+            media_items[(_us(t), int(step), k)] = prepared
     for key_t, items in list(media_items.items()):
         rows.add(key_t[1], key_t[0] / 1e6, key_t[2], int(ValueType.MEDIA), items[0].kind)
     old_config = _load(ConfigDoc, stream.config)
@@ -373,8 +382,7 @@ def _write_media(run_dir: Path, seqs: dict[tuple[int, int], int], items: dict[tu
     known = set(read_media(media_dir).column("sha256").to_pylist()) if media_dir.is_dir() else set()
     out: list[MediaRow] = []
     for (t_us, step, key), media in sorted(items.items()):
-        for index, m in enumerate(media):
-            prepared = m.prepare(key)
+        for index, prepared in enumerate(media):
             fmt, data, meta = prepared.encode()
             sha = hashlib.sha256(data).hexdigest()
             out.append(MediaRow(STREAM, seqs[(t_us, step)], step, key, index, prepared.kind, fmt, prepared.caption,
