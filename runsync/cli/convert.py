@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..format.errors import RunsyncError
 from ._common import DEFAULT_DIR
 
 __all__ = ["cmd_import", "cmd_export", "register"]
@@ -57,10 +58,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     root = _root(args.dir)
     bad = 0
     for source in args.source:
-        for res in run_import(args.kind, source, root, project=args.project, experiment=args.experiment,
-                              step_column=args.step_column):
-            print(res.describe())
-            bad += bool(res.skipped)
+        try:
+            for res in run_import(args.kind, source, root, project=args.project, experiment=args.experiment,
+                                  step_column=args.step_column):
+                print(res.describe(), flush=True)
+                bad += bool(res.skipped)
+        except RunsyncError:
+            raise
+        except Exception as e:  # a source the converter did not expect: say which, keep what was imported
+            raise RunsyncError(f"importing {args.kind} source {source} stopped: {type(e).__name__}: {e}; the runs "
+                               f"listed above were imported completely. Please report this with the source") from e
     print(f"runs in {root}")
     return 0 if not bad or not args.strict else 1
 
@@ -70,9 +77,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..reader.runs import find_run
 
     runs = [find_run(r, args.dir) for r in args.runs]
-    for line in run_export(args.kind, runs, out=Path(args.out) if args.out else None,
-                           tracking_uri=args.tracking_uri, experiment=args.experiment):
-        print(line)
+    try:
+        for line in run_export(args.kind, runs, out=Path(args.out) if args.out else None,
+                               tracking_uri=args.tracking_uri, experiment=args.experiment):
+            print(line, flush=True)
+    except RunsyncError:
+        raise
+    except Exception as e:
+        raise RunsyncError(f"export {args.kind} stopped: {type(e).__name__}: {e}; the runs listed above were "
+                           "exported completely") from e
     return 0
 
 

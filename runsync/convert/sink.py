@@ -86,6 +86,9 @@ class ImportedRun:
     files: list[tuple[str, Path]] = field(default_factory=list)  # (name in the run, local path)
     console: list[str] = field(default_factory=list)  # whole lines, without their newline
     skipped: list[str] = field(default_factory=list)  # what the converter could not read, for the report
+    # False for sources without times (CSV without a time column): rows get the import's time (a NaN time
+    # here), and a row counts as already stored by its (step, key) alone
+    dedupe_on_time: bool = True
 
 
 @dataclass
@@ -209,18 +212,22 @@ class _Batch:
 
 
 def _rows_batch(rows: list[tuple[int, float, str, Any]], have: set[tuple[int, str, int]],
-                skipped: list[str]) -> _Batch:
+                skipped: list[str], by_time: bool = True) -> _Batch:
     batch = _Batch()
     bad: dict[str, str] = {}
+    now = time.time()
+    seen: set[Any] = have if by_time else {(s, k) for s, k, _t in have}
     for step, t, key, value in rows:
         k = import_key(key)
         if k is None:
             bad.setdefault(key, "not a valid key (spec §5.1)")
             continue
-        row_id = (int(step), k, _us(t))
-        if row_id in have:
+        if math.isnan(t):
+            t = now
+        row_id: Any = (int(step), k, _us(t)) if by_time else (int(step), k)
+        if row_id in seen:
             continue  # stored by an earlier import, or repeated in the source
-        have.add(row_id)
+        seen.add(row_id)
         try:
             vtype, v = coerce(k, value)
         except (TypeError, ValueError) as e:
@@ -255,7 +262,7 @@ def write_import(root: Path, run: ImportedRun) -> ImportResult:
     layout = RunLayout(path)
     stream = layout.stream(STREAM)
     skipped = list(run.skipped)
-    rows = _rows_batch(run.rows, _existing_rows(layout), skipped)
+    rows = _rows_batch(run.rows, _existing_rows(layout), skipped, run.dedupe_on_time)
     sys_layout = layout.with_table("system")
     sys_rows = _rows_batch(run.system, _existing_rows(sys_layout), skipped)
     media_items: dict[tuple[int, int, str], list[Any]] = {}
