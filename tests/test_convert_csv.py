@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import runsync
 from convert_util import cli, run_dirs, series, times, tree
+
+import runsync
 
 
 def test_csv_with_steps_and_times(tmp_path: Path) -> None:

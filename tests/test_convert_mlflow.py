@@ -3,7 +3,9 @@ a file store (mlruns/), a sqlite database, and an `mlflow server` on 127.0.0.1 s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,11 +18,11 @@ import pytest
 
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed: pip install 'runsync[mlflow]'")
 
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from convert_util import cli, run_dirs, series, times, tree
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
 
-import runsync  # noqa: E402
-from convert_util import cli, run_dirs, series, times, tree  # noqa: E402
+import runsync
 
 T0 = 1_700_000_000_000  # ms
 LOSS = [1.0 / 3 ** (i % 7) + i * 1e-13 for i in range(30)]  # float64 values float32 cannot hold
@@ -96,10 +98,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     d = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
+    log = open(d / "server.log", "wb")  # noqa: SIM115 - open while the server runs
     proc = subprocess.Popen(
         [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{d / 'mlflow.db'}", "--artifacts-destination", str(d / "artifacts")],
-        stdout=open(d / "server.log", "wb"), stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -115,11 +118,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        proc.terminate()
+        # the server's own session: it and the workers it started, nothing else
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(20)
+        log.close()
 
 
 def test_import_from_server(server: str, tmp_path: Path) -> None:

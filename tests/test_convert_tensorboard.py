@@ -11,8 +11,9 @@ import pytest
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install 'runsync[tensorboard]'")
 tbx = pytest.importorskip("tensorboardX", reason="the tensorboard extra is not installed (tensorboardX)")
 
-import runsync  # noqa: E402
-from convert_util import cli, run_dirs, series, times, tree  # noqa: E402
+from convert_util import cli, run_dirs, series, times, tree
+
+import runsync
 
 VALUES = [0.1 * i + 1e-9 for i in range(20)]  # not exact in float32
 T0 = 1_700_000_000.123456

@@ -16,8 +16,9 @@ import pytest
 
 pytest.importorskip("wandb", reason="the wandb extra is not installed: pip install 'runsync[wandb]'")
 
-import runsync  # noqa: E402
-from convert_util import cli, run_dirs, series, times, tree  # noqa: E402
+from convert_util import cli, run_dirs, series, times, tree
+
+import runsync
 
 WANDB = str(Path(sys.executable).parent / "wandb")
 
@@ -133,6 +134,8 @@ def test_damaged_log_keeps_every_valid_record(tmp_path: Path) -> None:
     r = cli("import", "wandb", str(src), "--dir", str(root))
     assert "cut short" in r.stdout or "damaged" in r.stdout, r.stdout
     assert series(runsync.open_run(root / "dmg1"), "loss")[:3] == [(s, float(good[s]["loss"])) for s in range(3)]
+    status = json.loads((root / "dmg1" / "streams" / "main" / "status.json").read_text())
+    assert status["state"] == "finished" and "no exit record" in status["error"]  # the cut took the exit record
 
 
 def test_export_is_read_by_wandb(root: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from ..format.errors import RunsyncError
 from ._common import DEFAULT_DIR
 
-__all__ = ["cmd_import", "cmd_export", "register"]
+__all__ = ["cmd_export", "cmd_import", "register"]
 
 _IMPORT_HELP = """\
 kinds:
@@ -18,7 +18,9 @@ kinds:
                TensorFlow, torch.utils.tensorboard or tensorboardX. Every directory under it that holds
                event files becomes one run, named by its path below SOURCE. Scalars keep their steps and
                wall times (TensorBoard stores them as float32); histograms, images and text become media;
-               hparams the config. Needs: pip install 'runsync[tensorboard]'.
+               hparams the config (add_hparams of tensorboardX and torch writes a subdirectory of its own:
+               it imports as a run, as TensorBoard shows it). A damaged event file imports every record that
+               passes its CRC and says what was skipped. Needs: pip install 'runsync[tensorboard]'.
   mlflow       SOURCE is a tracking URI: an mlruns/ directory (MLflow's file store), sqlite:///path.db, or a
                tracking server http://host:port. Every run of every experiment (or of --experiment) becomes
                one run with MLflow's run id: params -> config, every metric point at its step and timestamp,
@@ -106,7 +108,8 @@ def register(sub: Any) -> None:
     e = sub.add_parser("export", help="export runs to TensorBoard, MLflow or W&B (offline directories)",
                        description="Export runsync runs to another tool.", epilog=_EXPORT_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    e.add_argument("kind", metavar="KIND", choices=("tensorboard", "mlflow", "wandb"), help="tensorboard, mlflow or wandb")
+    e.add_argument("kind", metavar="KIND", choices=("tensorboard", "mlflow", "wandb"),
+                   help="tensorboard, mlflow or wandb")
     e.add_argument("runs", metavar="RUN", nargs="+", help="run directory, id, name, or 'latest'")
     e.add_argument("--dir", help=f"runs directory to look in (default {DEFAULT_DIR})")
     e.add_argument("-o", "--out", metavar="DIR", help="tensorboard, wandb: directory to write into")

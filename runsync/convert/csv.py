@@ -16,7 +16,7 @@ from typing import Any
 
 from .sink import ConvertError, ImportedRun, Source
 
-__all__ = ["read_run", "cell"]
+__all__ = ["cell", "read_run"]
 
 TIME_COLUMNS = ("time", "timestamp", "_timestamp", "wall_time")
 

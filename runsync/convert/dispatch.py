@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .sink import ConvertError, ImportResult, write_import
 
-__all__ = ["run_import", "run_export", "IMPORT_KINDS", "EXPORT_KINDS"]
+__all__ = ["EXPORT_KINDS", "IMPORT_KINDS", "run_export", "run_import"]
 
 IMPORT_KINDS = ("tensorboard", "mlflow", "wandb", "csv")
 EXPORT_KINDS = ("tensorboard", "mlflow", "wandb")

@@ -20,7 +20,7 @@ from typing import Any
 
 from .sink import ConvertError, ImportedRun, Source
 
-__all__ = ["read_runs", "export_run", "client", "RUN_ID_TAG"]
+__all__ = ["RUN_ID_TAG", "client", "export_run", "read_runs"]
 
 RUN_ID_TAG = "runsync.run_id"
 _BATCH = 1000  # MLflow's limit of metrics per log_batch
@@ -89,7 +89,7 @@ def read_runs(uri: str, experiment: str | None = None, project: str | None = Non
         exps = _experiments(c, experiment)
     except ConvertError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
         raise ConvertError(f"cannot read MLflow tracking URI {uri!r}: {type(e).__name__}: {e}") from None
     for exp in exps:
         token = None
@@ -128,7 +128,7 @@ def _read_run(c: Any, uri: str, r: Any, project: str, tmp: Path) -> ImportedRun:
 def _artifacts(c: Any, run_id: str, path: str | None, tmp: Path, run: ImportedRun) -> None:
     try:
         listing = c.list_artifacts(run_id, path)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
         run.skipped.append(f"artifacts of {path or 'the run'}: cannot list ({type(e).__name__}: {e})")
         return
     for f in listing:
@@ -137,7 +137,7 @@ def _artifacts(c: Any, run_id: str, path: str | None, tmp: Path, run: ImportedRu
             continue
         try:
             local = c.download_artifacts(run_id, f.path, str(tmp))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
             run.skipped.append(f"artifact {f.path}: cannot download ({type(e).__name__}: {e})")
             continue
         run.files.append((f.path, Path(local)))
@@ -180,7 +180,7 @@ def export_run(view: Any, uri: str, experiment: str | None = None) -> tuple[str,
         exp = c.get_experiment_by_name(name)
         exp_id = exp.experiment_id if exp is not None else c.create_experiment(name)
         found = _find(c, exp_id, view.id)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
         raise ConvertError(f"cannot reach MLflow at {uri!r}: {type(e).__name__}: {e}") from None
     info = view.info
     tags = {RUN_ID_TAG: view.id, "mlflow.runName": info.name, "runsync.project": info.project}
@@ -193,7 +193,7 @@ def export_run(view: Any, uri: str, experiment: str | None = None) -> tuple[str,
             tags[f"runsync.{k}"] = getattr(info, k)
     created = found is None
     if found is None:
-        mrun = c.create_run(exp_id, start_time=int(round(info.created * 1000)), tags=tags, run_name=info.name)
+        mrun = c.create_run(exp_id, start_time=round(info.created * 1000), tags=tags, run_name=info.name)
         mid, have_params, have_metrics = mrun.info.run_id, {}, set()
     else:
         mid, have_params = found.info.run_id, dict(found.data.params)
@@ -211,7 +211,8 @@ def export_run(view: Any, uri: str, experiment: str | None = None) -> tuple[str,
     rows = view.history(wide=False, format="arrow")
     metrics = []
     skipped_keys: set[str] = set()
-    for step, t, key, vtype, value in zip(rows.column("step").to_pylist(), rows.column("time").cast("int64").to_pylist(),
+    cols = [rows.column("step"), rows.column("time").cast("int64")]
+    for step, t, key, vtype, value in zip(cols[0].to_pylist(), cols[1].to_pylist(),
                                           rows.column("key").to_pylist(), rows.column("type").to_pylist(),
                                           rows.column("value").to_pylist()):
         if vtype not in (ValueType.FLOAT, ValueType.INT, ValueType.BOOL) or not _KEY_RE.match(key):
@@ -224,7 +225,8 @@ def export_run(view: Any, uri: str, experiment: str | None = None) -> tuple[str,
         metrics.append(Metric(key, value, ms, step))
     media = set(view.media_keys())
     if skipped_keys - media:
-        notes.append(f"not exported (MLflow metrics are numbers with simple names): {', '.join(sorted(skipped_keys - media))}")
+        left = ", ".join(sorted(skipped_keys - media))
+        notes.append(f"not exported (MLflow metrics are numbers with simple names): {left}")
     try:
         for i in range(0, max(len(params), 1), 100):
             if params[i:i + 100]:
@@ -244,8 +246,8 @@ def export_run(view: Any, uri: str, experiment: str | None = None) -> tuple[str,
         if status in ("finished", "failed", "crashed"):
             ended = _ended(view)
             c.set_terminated(mid, status={"finished": "FINISHED", "failed": "FAILED"}.get(status, "KILLED"),
-                             end_time=int(round(ended * 1000)) if ended else None)
-    except Exception as e:
+                             end_time=round(ended * 1000) if ended else None)
+    except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
         raise ConvertError(f"exporting run {view.id} to MLflow at {uri!r} failed: {type(e).__name__}: {e}") from None
     if media:
         notes.append(f"media keys not exported (MLflow has no media metrics): {', '.join(sorted(media))}")

@@ -34,13 +34,23 @@ from ..format.history import columns_to_table, list_parts, read_part, select_cov
 from ..format.layout import ID_RE, RunLayout, iter_run_dirs
 from ..format.liveness import host_identity
 from ..format.media import MEDIA_DIR, MediaRow, media_table, read_media, write_media_part
-from ..format.meta import ConfigDoc, RunInfo, State, Status, SummaryDoc, deep_update, json_safe, load_doc
-from ..format.meta import publish_doc, save_doc
+from ..format.meta import (
+    ConfigDoc,
+    RunInfo,
+    State,
+    Status,
+    SummaryDoc,
+    deep_update,
+    json_safe,
+    load_doc,
+    publish_doc,
+    save_doc,
+)
 from ..format.values import ValueType, check_key, coerce
 from ..format.wal import Columns
 from ..writer.claim import claim_stream
 
-__all__ = ["Source", "ImportedRun", "ImportResult", "ConvertError", "write_import", "import_key", "STREAM"]
+__all__ = ["STREAM", "ConvertError", "ImportResult", "ImportedRun", "Source", "import_key", "write_import"]
 
 STREAM = "main"
 _HEARTBEAT = 5.0
@@ -244,7 +254,7 @@ def _summary_scalars(summary: dict[str, Any], prefix: str = "") -> dict[str, Any
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             continue  # media and nested objects are not summary values (§3.3)
-        if v is None or isinstance(v, (bool, int, str)) or (isinstance(v, float)):
+        if v is None or isinstance(v, (bool, int, float, str)):
             out[key] = v
     return out
 
@@ -278,7 +288,7 @@ def write_import(root: Path, run: ImportedRun) -> ImportResult:
         for m in items:
             try:
                 prepared.append(m.prepare(k))
-            except Exception as e:  # a missing or unreadable media file: the other values still import
+            except Exception as e:  # noqa: BLE001 - a missing or unreadable media file: the other values still import
                 skipped.append(f"media {k!r} at step {step}: {type(e).__name__}: {e}")
         if prepared:
             media_items[(_us(t), int(step), k)] = prepared

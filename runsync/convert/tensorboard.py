@@ -20,7 +20,7 @@ from typing import Any
 
 from .sink import ConvertError, ImportedRun, Source
 
-__all__ = ["find_runs", "read_run", "export_run", "EVENTS_GLOB"]
+__all__ = ["EVENTS_GLOB", "export_run", "find_runs", "read_run"]
 
 EVENTS_GLOB = "events.out.tfevents.*"
 
@@ -104,7 +104,7 @@ def _events(run_dir: Path, skipped: list[str]) -> Iterator[Any]:
         for rec in _records(path, skipped):
             try:
                 event = event_pb2.Event.FromString(rec)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
                 skipped.append(f"{path}: a record is not an event ({type(e).__name__})")
                 continue
             yield from dataclass_compat.migrate_event(data_compat.migrate_event(event), initial)
@@ -226,7 +226,7 @@ def read_run(run_dir: Path, root: Path, project: str = "default") -> ImportedRun
                         run.skipped.append(f"tag {v.tag!r} at step {step}: a scalar tensor of shape {arr.shape}")
                 elif which is not None:
                     run.skipped.append(f"tag {v.tag!r}: {plugin or which} values are not imported")
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
                 run.skipped.append(f"tag {v.tag!r} at step {step}: unreadable ({type(e).__name__}: {e})")
     run.created = first
     run.ended = last
@@ -275,7 +275,7 @@ def export_run(view: Any, out_dir: Path) -> tuple[Path, list[str]]:
         with SummaryWriter(logdir=str(target)) as w:
             if stream == streams[0] and view.config:
                 exp, ssi, sei = hparams(_flat(view.config), {})
-                fw = w._get_file_writer()  # noqa: SLF001 - tensorboardX's add_hparams writes into a new subdir
+                fw = w._get_file_writer()  # into this run's directory: add_hparams would make a subdirectory
                 for s in (exp, ssi, sei):
                     fw.add_summary(s)
             steps = mine.column("step").to_pylist()
@@ -288,7 +288,7 @@ def export_run(view: Any, out_dir: Path) -> tuple[Path, list[str]]:
                     w.add_scalar(key, value, step, walltime=t)
                 elif vtype == ValueType.STRING:
                     w.add_text(key, text, step, walltime=t)
-            when = dict(((s, k), t) for s, k, t in zip(steps, mine.column("key").to_pylist(), times))
+            when = {(s, k): t for s, k, t in zip(steps, mine.column("key").to_pylist(), times)}
             for key in view.media_keys():
                 for item in view.media(key):
                     if item.stream != stream:

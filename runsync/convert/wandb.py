@@ -20,7 +20,7 @@ from typing import Any
 from .sink import ConvertError, ImportedRun, Source
 from .wandb_log import read_records
 
-__all__ = ["find_logs", "read_runs", "export_run"]
+__all__ = ["export_run", "find_logs", "read_runs"]
 
 
 def _pb() -> Any:
@@ -82,7 +82,7 @@ def _unwrap(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ts(t: Any) -> float:
-    return float(t.seconds) + t.nanos / 1e9
+    return float(t.seconds) + float(t.nanos) / 1e9
 
 
 class _Reader:
@@ -105,7 +105,7 @@ class _Reader:
         for raw in read_records(log.read_bytes(), str(log), run.skipped):
             try:
                 rec = pb.Record.FromString(raw)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
                 run.skipped.append(f"{log}: a record W&B's Record class cannot parse ({type(e).__name__})")
                 continue
             kind = rec.WhichOneof("record_type")
@@ -187,6 +187,9 @@ class _Reader:
         run.console = [line.rsplit("\r", 1)[-1] for line in lines]
         run.files = sorted(self.files.items())
         run.skipped.extend(self.notes)
+        if run.state == "running":
+            run.error = ("the W&B log has no exit record: the run crashed, or was still running when imported "
+                         "(import again to add the rest)")
         return run
 
 
@@ -229,7 +232,7 @@ def _media(value: dict[str, Any], files_dir: Path) -> list[Any] | None:
 
 def _run_id(log: Path) -> str:
     name = log.stem
-    return name[4:] if name.startswith("run-") else name
+    return name.removeprefix("run-")
 
 
 def read_runs(source: Path, project: str | None = None) -> Iterator[ImportedRun]:

@@ -55,7 +55,7 @@ def _rows(view: Any, notes: list[str]) -> dict[int, dict[str, Any]]:
     if len(streams) > 1:
         from ..format.layout import stream_order
 
-        keep = [sorted(streams, key=stream_order)[0]]
+        keep = [min(streams, key=stream_order)]
         notes.append(f"{view.id}: W&B runs have one row per step; exported stream {keep[0]!r} only "
                      f"(of {', '.join(streams)})")
     out: dict[int, dict[str, Any]] = {}
@@ -105,7 +105,7 @@ def write_offline_run(view: Any, out_dir: Path) -> tuple[Path, list[str]]:
         run = wandb.init(mode="offline", dir=str(out_dir), id=view.id, name=info.name, project=info.project,
                          config=view.config, tags=list(info.tags) or None, group=info.group, job_type=info.job_type,
                          notes=info.notes, settings=settings, reinit="create_new")
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any failure of the tool becomes a report
         raise ConvertError(f"wandb could not start an offline run for {view.id} in {out_dir}: {e}") from None
     try:
         last: dict[str, Any] = {}
@@ -113,10 +113,8 @@ def write_offline_run(view: Any, out_dir: Path) -> tuple[Path, list[str]]:
             run.log(rows[step], step=step)
             last.update({k: v for k, v in rows[step].items() if not k.startswith("_")})
         for k, v in view.summary.items():
-            if k not in last and isinstance(v, (bool, int, float, str)):
-                run.summary[k] = v
-            elif k in last and isinstance(v, (bool, int, float, str)) and last[k] != v:
-                run.summary[k] = v
+            if isinstance(v, (bool, int, float, str)) and (k not in last or last[k] != v):
+                run.summary[k] = v  # set by hand in runsync, or never logged
         files_dir = Path(run.dir)
         for name in sorted(view.files()):
             src = view.file_path(name)

@@ -20,7 +20,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
-__all__ = ["HEADER", "BLOCK", "read_records"]
+__all__ = ["BLOCK", "HEADER", "read_records"]
 
 HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 BLOCK = 32768
