@@ -42,3 +42,14 @@ def times(view: Any, key: str) -> list[tuple[int, int]]:
 
 def tree(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def cli_here(capsys: Any, *args: str) -> tuple[int, str, str]:
+    """``runsync ARGS`` in this process (the converters' packages stay imported between calls: the repeat
+    imports and exports of the idempotence checks cost no interpreter start); (exit code, stdout, stderr)."""
+    from runsync.cli import main
+
+    capsys.readouterr()
+    rc = main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err

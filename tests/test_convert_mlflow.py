@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("mlflow", reason="the mlflow extra is not installed: pip install 'runsync[mlflow]'")
 
-from convert_util import cli, run_dirs, series, times, tree
+from convert_util import cli, cli_here, run_dirs, series, times, tree
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
@@ -68,7 +68,8 @@ def _check(root: Path, rid: str, bad_id: str) -> None:
 
 
 @pytest.mark.parametrize("store", ["file", "sqlite"])
-def test_import_stores(tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_stores(tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch,
+                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     uri = str(tmp_path / "mlruns") if store == "file" else f"sqlite:///{tmp_path / 'mlflow.db'}"
     rid, bad_id = _write(uri, tmp_path)
@@ -78,12 +79,12 @@ def test_import_stores(tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPat
     assert r.stdout.count("imported") == 2, r.stdout
     _check(root, rid, bad_id)
     before = {d.name: tree(d) for d in run_dirs(root)}
-    r = cli("import", "mlflow", uri, "--dir", str(root))
-    assert r.stdout.count("unchanged") == 2 and {d.name: tree(d) for d in run_dirs(root)} == before
+    _rc, out, _err = cli_here(capsys, "import", "mlflow", uri, "--dir", str(root))
+    assert out.count("unchanged") == 2 and {d.name: tree(d) for d in run_dirs(root)} == before
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     _write(uri, tmp_path, grow=True)
-    r = cli("import", "mlflow", uri, "--dir", str(root), "--experiment", "exp")
-    assert f"updated {rid}: 1 new rows" in r.stdout, r.stdout
+    _rc, out, _err = cli_here(capsys, "import", "mlflow", uri, "--dir", str(root), "--experiment", "exp")
+    assert f"updated {rid}: 1 new rows" in out, out
     assert runsync.open_run(root / rid).rows(["loss"]).num_rows == 31
 
 
@@ -137,7 +138,8 @@ def test_import_from_server(server: str, tmp_path: Path) -> None:
     _check(root, rid, bad_id)
 
 
-def test_export_to_server_is_idempotent(server: str, root: Path, tmp_path: Path) -> None:
+def test_export_to_server_is_idempotent(server: str, root: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     with runsync.init(dir=root, name="exported", project="proj", config={"lr": 0.5, "net": {"depth": 3}},
                       tags=["a", "b"], notes="hello") as run:
         for i in range(25):
@@ -151,6 +153,9 @@ def test_export_to_server_is_idempotent(server: str, root: Path, tmp_path: Path)
     exp = c.get_experiment_by_name("exported-exp")
     [m] = c.search_runs([exp.experiment_id])
     assert m.info.run_name == "exported" and m.info.status == "FINISHED"
+    src = runsync.open_run(root / rid)
+    assert m.info.start_time == round(src.info.created * 1000)
+    assert m.info.end_time == round(src.streams()[0]["ended"] * 1000)
     assert m.data.tags["runsync.run_id"] == rid and m.data.tags["mlflow.note.content"] == "hello"
     assert m.data.params == {"lr": "0.5", "net/depth": "3"}
     hist = sorted((x.step, x.value) for x in c.get_metric_history(m.info.run_id, "loss"))
@@ -159,15 +164,16 @@ def test_export_to_server_is_idempotent(server: str, root: Path, tmp_path: Path)
     # a second export updates the same run: no new run, no repeated metric points
     with runsync.init(dir=root, id=rid, resume=True) as run2:
         run2.log({"loss": 0.01}, step=25)
-    r = cli("export", "mlflow", rid, "--dir", str(root), "--tracking-uri", server, "--experiment", "exported-exp")
-    assert "updated" in r.stdout, r.stdout
+    _rc, out, _err = cli_here(capsys, "export", "mlflow", rid, "--dir", str(root), "--tracking-uri", server,
+                              "--experiment", "exported-exp")
+    assert "updated" in out, out
     runs = c.search_runs([exp.experiment_id])
     assert len(runs) == 1 and runs[0].info.run_id == m.info.run_id
     hist = sorted((x.step, x.value) for x in c.get_metric_history(m.info.run_id, "loss"))
     assert hist == [(i, LOSS[i]) for i in range(25)] + [(25, 0.01)]
     # round trip: MLflow → runsync again gives the same values and config
     back = tmp_path / "back"
-    cli("import", "mlflow", server, "--dir", str(back), "--experiment", "exported-exp")
+    cli_here(capsys, "import", "mlflow", server, "--dir", str(back), "--experiment", "exported-exp")
     view = runsync.open_run(back / m.info.run_id)
     assert series(view, "loss") == series(runsync.open_run(root / rid), "loss")
     assert view.config == {"lr": 0.5, "net/depth": 3} and view.info.tags == ["a", "b"] and view.info.notes == "hello"

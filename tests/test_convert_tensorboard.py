@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install 'runsync[tensorboard]'")
 tbx = pytest.importorskip("tensorboardX", reason="the tensorboard extra is not installed (tensorboardX)")
 
-from convert_util import cli, run_dirs, series, times, tree
+from convert_util import cli, cli_here, run_dirs, series, times, tree
 
 import runsync
 
@@ -37,7 +37,7 @@ def _write_tbx(logdir: Path, steps: range, hparams: bool = True) -> None:
             w.add_text("note", "hello *tensorboard*", 0, walltime=T0)
 
 
-def test_import_tensorboardx(tmp_path: Path) -> None:
+def test_import_tensorboardx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     logs, root = tmp_path / "logs", tmp_path / "runs"
     _write_tbx(logs / "exp1", range(10))
     r = cli("import", "tensorboard", str(logs), "--dir", str(root))
@@ -60,11 +60,11 @@ def test_import_tensorboardx(tmp_path: Path) -> None:
 
     # the same source again adds nothing; a source that grew adds only its new rows
     before = tree(run_dir)
-    r = cli("import", "tensorboard", str(logs), "--dir", str(root))
-    assert "unchanged" in r.stdout and tree(run_dir) == before
+    _rc, out, _err = cli_here(capsys, "import", "tensorboard", str(logs), "--dir", str(root))
+    assert "unchanged" in out and tree(run_dir) == before
     _write_tbx(logs / "exp1", range(10, 15), hparams=False)
-    r = cli("import", "tensorboard", str(logs), "--dir", str(root))
-    assert "updated" in r.stdout and "30 new rows" not in r.stdout and " 10 new rows" in r.stdout, r.stdout
+    _rc, out, _err = cli_here(capsys, "import", "tensorboard", str(logs), "--dir", str(root))
+    assert "updated" in out and " 10 new rows" in out, out
     view = runsync.open_run(run_dir)
     assert series(view, "train/loss") == [(10 * i, float(np.float32(VALUES[i]))) for i in range(15)]
     rows = view.rows(["train/loss"])
@@ -84,6 +84,8 @@ def test_round_trip(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "tb"
     r = cli("export", "tensorboard", run_id, "--dir", str(root), "-o", str(out))
     assert str(out / "rt") in r.stdout
+    r = cli("export", "tensorboard", run_id, "--dir", str(root), "-o", str(out), check=False)
+    assert r.returncode == 1 and "already holds TensorBoard event files" in r.stderr  # never shown twice
     back_root = tmp_path / "back"
     cli("import", "tensorboard", str(out), "--dir", str(back_root))
     [back_dir] = run_dirs(back_root)

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("wandb", reason="the wandb extra is not installed: pip install 'runsync[wandb]'")
 
-from convert_util import cli, run_dirs, series, times, tree
+from convert_util import cli, cli_here, run_dirs, series, times, tree
 
 import runsync
 
@@ -67,7 +67,7 @@ def _history(path: Path) -> dict[int, dict[str, Any]]:
     return {r["history"]["item"]["_step"]: r["history"]["item"] for r in _records(path) if r["type"] == "history"}
 
 
-def test_import_offline_run(tmp_path: Path) -> None:
+def test_import_offline_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _gen(tmp_path, "run1abc", 0, 12)
     [log] = list((tmp_path / "wandb").glob("offline-run-*/run-run1abc.wandb"))
     root = tmp_path / "runs"
@@ -98,8 +98,8 @@ def test_import_offline_run(tmp_path: Path) -> None:
     assert view.file_path("saved.txt").read_text() == "hello"
     assert view.status == "finished"
     before = tree(root / "run1abc")
-    r = cli("import", "wandb", str(tmp_path / "wandb"), "--dir", str(root))
-    assert "unchanged run1abc" in r.stdout and tree(root / "run1abc") == before
+    _rc, out, _err = cli_here(capsys, "import", "wandb", str(tmp_path / "wandb"), "--dir", str(root))
+    assert "unchanged run1abc" in out and tree(root / "run1abc") == before
 
 
 def test_resumed_run_is_one_run(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_damaged_log_keeps_every_valid_record(tmp_path: Path) -> None:
     assert status["state"] == "finished" and "no exit record" in status["error"]  # the cut took the exit record
 
 
-def test_export_is_read_by_wandb(root: Path, tmp_path: Path) -> None:
+def test_export_is_read_by_wandb(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with runsync.init(dir=root, name="to-wandb", project="p2", config={"lr": 0.5, "net": {"depth": 3}},
                       tags=["x"], notes="n") as run:
         for i in range(20):
@@ -163,7 +163,7 @@ def test_export_is_read_by_wandb(root: Path, tmp_path: Path) -> None:
     assert "finished" in summary and "best" in summary
     # and back: W&B → runsync gives the same series
     back = tmp_path / "back"
-    cli("import", "wandb", str(out / "wandb"), "--dir", str(back))
+    cli_here(capsys, "import", "wandb", str(out / "wandb"), "--dir", str(back))
     view = runsync.open_run(back / rid)
     assert series(view, "loss") == series(src, "loss") and times(view, "loss") == times(src, "loss")
     assert view.config == src.config and view.summary["best"] == 0.25 and len(view.media("img")) == 1

@@ -24,8 +24,9 @@ kinds:
   mlflow       SOURCE is a tracking URI: an mlruns/ directory (MLflow's file store), sqlite:///path.db, or a
                tracking server http://host:port. Every run of every experiment (or of --experiment) becomes
                one run with MLflow's run id: params -> config, every metric point at its step and timestamp,
-               tags (mlflow.runName -> name), status, start and end times; artifacts -> saved files.
-               Needs: pip install 'runsync[mlflow]'.
+               tags (mlflow.runName -> name, other tags -> "key=value" tags), status, start and end times;
+               artifacts -> saved files. MLflow keeps params as text: JSON numbers, booleans and lists (and
+               Python's True/False/None) come back as values. Needs: pip install 'runsync[mlflow]'.
   wandb        SOURCE is a W&B offline run directory (wandb/offline-run-*, holding run-<id>.wandb), or a
                wandb/ folder holding many. Reads the .wandb records with W&B's own protobuf classes: history
                rows at their _step and _timestamp, config, summary, name, id, project, group, tags, notes,
@@ -37,7 +38,8 @@ kinds:
                seconds) gives each row's time. One run per file, named after the file.
 
 Importing is idempotent: the same source imported again adds nothing; a source that grew adds only its
-new rows. Each imported run records where it came from in run.json ("source": kind, uri, id)."""
+new rows. Each imported run records where it came from in run.json ("source": kind, uri, id). Keys runsync
+reserves (starting with "_", or "step"/"time") are stored as "imported/<key>"; nested values as "a/b"."""
 
 _EXPORT_HELP = """\
 kinds:

@@ -268,6 +268,9 @@ def export_run(view: Any, out_dir: Path) -> tuple[Path, list[str]]:
     rows = view.history(wide=False, format="arrow")
     streams = sorted(set(rows.column("stream").to_pylist())) or ["main"]
     written = out_dir / view.name
+    if written.exists() and any(written.rglob(EVENTS_GLOB)):
+        raise ConvertError(f"{written} already holds TensorBoard event files; TensorBoard would show both exports "
+                           "as one run. Export into another -o directory, or remove that one first")
     for stream in streams:
         target = written if len(streams) == 1 else written / stream
         os.makedirs(target, exist_ok=True)
