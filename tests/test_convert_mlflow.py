@@ -32,7 +32,9 @@ def _write(uri: str, tmp: Path, grow: bool = False) -> tuple[str, str]:
     """Two runs in experiment "exp": one finished with params, metrics, tags and an artifact; one failed."""
     c = MlflowClient(tracking_uri=uri)
     exp = c.get_experiment_by_name("exp")
-    exp_id = exp.experiment_id if exp else c.create_experiment("exp")
+    # artifacts in tmp (a sqlite store's default artifact root is ./mlruns in the working directory)
+    where = None if uri.startswith("http") else (tmp / "artifacts").as_uri()
+    exp_id = exp.experiment_id if exp else c.create_experiment("exp", artifact_location=where)
     if grow:
         [r] = [r for r in c.search_runs([exp_id]) if r.info.run_name == "good"]
         c.log_batch(r.info.run_id, metrics=[Metric("loss", 0.125, T0 + 100_000, 100)])
