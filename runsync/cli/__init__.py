@@ -7,11 +7,11 @@ import sys
 
 from ..format.errors import RunsyncError
 from ..format.version import FORMAT_VERSION
-from . import inspect, report, restore, runs, sync, ui, watch
+from . import convert, inspect, report, restore, runs, sync, ui, watch
 
 __all__ = ["main", "build_parser"]
 
-_MODULES = (inspect, runs, sync, watch, restore, report, ui)
+_MODULES = (inspect, runs, sync, watch, restore, report, ui, convert)
 
 
 def _version() -> str:

@@ -71,6 +71,8 @@ class RunInfo:
     tags: list[str] = field(default_factory=list)
     notes: str | None = None
     entity: str | None = None  # since 1.3
+    # since 1.3 (spec §3.1): where an imported run came from — {"kind", "uri", "id"}; None for runs logged here
+    source: dict[str, Any] | None = None
     format: str = FORMAT_VERSION
 
 
