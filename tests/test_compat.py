@@ -61,12 +61,13 @@ CORPORA = _corpora()
 
 def _cases(section: str | None = None) -> list[Any]:
     """(root, run id, expected) of every golden run; with ``section``, only runs whose expectations have it
-    (media, files, system, console, environment: since format 1.2)."""
+    (media, files, system, console, environment: since format 1.2; per_stream, errors: since 1.3). Without
+    ``section``, the runs of one stream (several streams: ``per_stream``)."""
     cases = []
     for exp_path, root in CORPORA:
         doc = json.loads(exp_path.read_text(encoding="utf-8"))
         for run_id, exp in doc["runs"].items():
-            if section is None or section in exp:
+            if (section is None and "per_stream" not in exp) or (section is not None and section in exp):
                 cases.append(pytest.param(root, run_id, decode(exp), id=f"{root.parent.name}/{root.name}/{run_id}"))
     return cases
 
@@ -145,6 +146,47 @@ def corpus_copy(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
 
 def test_there_is_a_v1_corpus() -> None:
     assert any(root.parent.name == "v1.0" for _exp, root in CORPORA), "spec/testdata/v1.0 golden corpus missing"
+
+
+def test_there_is_a_v1_3_corpus_with_every_1_3_addition() -> None:
+    assert any(root.parent.name == "v1.3" for _exp, root in CORPORA), "spec/testdata/v1.3 golden corpus missing"
+    for section in ("per_stream", "errors"):
+        assert _cases(section), f"no v1.3 golden run has {section}"
+
+
+@pytest.mark.parametrize("root,run_id,exp", _cases("per_stream"))
+def test_golden_run_of_several_streams_keeps_each_series(corpus_copy: dict[Path, Path], root: Path, run_id: str,
+                                                        exp: dict[str, Any]) -> None:
+    """§4.5/§4.6 (1.3): repeats resolve within a stream; one key at one step from two streams is two values."""
+    run_dir = corpus_copy[root] / run_id
+    before = _tree(run_dir)
+    view = runsync.open_run(run_dir)
+    info = asdict(view.info)
+    info.pop("created")
+    assert {k: info[k] for k in exp["run"]} == exp["run"]
+    assert view.status == exp["status"]
+    assert {s["stream"]: s["state"] for s in view.streams()} == exp["streams"]
+    assert canon(view.config) == canon(exp["config"]) and canon(view.summary) == canon(exp["summary"])
+    rows = view.rows().to_pylist()
+    for stream, want in exp["per_stream"].items():
+        mine = sorted((r for r in rows if r["stream"] == stream), key=lambda r: (r["seq"], r["key"]))
+        assert canon([[r["step"], r["key"], r["type"], typed_value(r)] for r in mine]) == canon(want["rows"])
+        got = view.history(streams=[stream], wide=False, format="arrow").to_pylist()
+        assert canon([[r["step"], r["key"], r["type"], typed_value(r)] for r in got]) == canon(want["resolved"])
+    wide = view.history()
+    assert list(wide.columns[:3]) == ["step", "stream", "time"]
+    assert sorted(zip(wide["stream"], wide["step"])) == sorted(
+        (s, step) for s, w in exp["per_stream"].items() for step in {r[0] for r in w["resolved"]})
+    # stock pandas sees every stored row of every stream
+    assert len(pd.read_parquet(run_dir / "history")) == sum(len(w["rows"]) for w in exp["per_stream"].values())
+    assert _tree(run_dir) == before, "reading a run must not change its files"
+
+
+@pytest.mark.parametrize("root,run_id,exp", _cases("errors"))
+def test_golden_failed_run_names_its_cause(corpus_copy: dict[Path, Path], root: Path, run_id: str,
+                                          exp: dict[str, Any]) -> None:
+    view = runsync.open_run(corpus_copy[root] / run_id)
+    assert {s["stream"]: s.get("error") for s in view.streams()} == exp["errors"]
 
 
 def test_there_is_a_v1_2_corpus_with_every_1_2_addition() -> None:

@@ -125,7 +125,7 @@ def test_collect_records_git_state(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
     doc, patch = collect(disable_code=False, cwd=str(repo), argv=ARGV)
     g = doc["git"]
-    assert doc["code"] == "recorded" and doc["code_reason"] is None and doc["format"] == "1.2"
+    assert doc["code"] == "recorded" and doc["code_reason"] is None and doc["format"] == runsync.FORMAT_VERSION == "1.3"
     assert g["commit"] == git(repo, "rev-parse", "HEAD") and len(g["commit"]) == 40
     assert g["branch"] == "main" and g["dirty"] is True and g["root"] == str(repo.resolve())
     assert g["remote"] == "origin" and g["remote_url"] == "https://example.invalid/x.git"

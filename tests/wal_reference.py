@@ -1,6 +1,7 @@
 """An independent WAL decoder for tests, written from spec §8.2–§8.5 and driven by spec/schema/wal.json:
 struct layouts, record kinds, type codes and value sizes come from the JSON, not from runsync.format.
-It is deliberately simple (one record at a time, no numpy) so that it can check runsync's Decoder.
+It is deliberately simple (one record at a time, no numpy) so that it can check runsync's Decoder. It stops
+a segment at its first damaged record; it does not resynchronise after one (spec §8.5, since 1.3) as runsync does.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ class ReferenceDecoder:
     def segment(self, data: bytes) -> None:
         if len(data) < _START or data[:_START] == bytes(_START):
             return
-        magic, major, _minor, _inc, _segno, _synced = _SEG.unpack_from(data, 0)
-        assert magic == SCHEMA["segment"]["header"]["fields"][0]["value"].encode() and major == 1
+        header = dict(zip((f["name"] for f in SCHEMA["segment"]["header"]["fields"] if f["type"] != "pad"),
+                          _SEG.unpack_from(data, 0)))
+        assert header["magic"] == SCHEMA["segment"]["header"]["fields"][0]["value"].encode() and header["major"] == 1
         pos = _START
         while pos + _HDR.size <= len(data):
             length, crc = _HDR.unpack_from(data, pos)

@@ -10,7 +10,7 @@ from .errors import UnsupportedVersionError
 __all__ = ["FORMAT_VERSION", "FORMAT_MAJOR", "FORMAT_MINOR", "check_version"]
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 2
+FORMAT_MINOR = 3
 FORMAT_VERSION = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
 
 # ASCII digits only (spec §1.4): `\d` would also match other scripts' digits, and int()

@@ -11,7 +11,7 @@ Each incarnation of a stream writes, in ``streams/<stream>/``:
 
 | field | type | meaning |
 |---|---|---|
-| `format` | string | format version, `"1.2"` |
+| `format` | string | format version, `"1.3"` |
 | `time` | number | unix time of the capture |
 | `stream`, `incarnation` | string, int | which stream and incarnation this describes |
 | `code` | string | `recorded` (git data present), `disabled` (`RUNSYNC_DISABLE_CODE`), or `unavailable` |
@@ -99,6 +99,7 @@ from pathlib import Path
 from typing import Any
 
 from ..format.atomic import write_atomic
+from ..format.version import FORMAT_VERSION
 from .git_state import entry_script, git_snapshot
 from .redact import REDACTED, environment_secrets, Scrubber, redact_argv, secret_name, strip_url_credentials
 
@@ -116,7 +117,7 @@ __all__ = [
     "write_environment",
 ]
 
-ENV_FORMAT = "1.2"
+ENV_FORMAT = FORMAT_VERSION  # the §16 document follows the format version
 
 
 def environment_name(incarnation: int) -> str:
