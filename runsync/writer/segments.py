@@ -141,11 +141,7 @@ def allocate_file_segment(path: Path, size: int, incarnation: int, segno: int) -
                 raise MappingUnsupported(e.errno, e.strerror, str(path)) from None
             raise
     except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        _discard(fd, path)
         raise
     return Segment(buf, path, segno, fd)
 
@@ -173,13 +169,18 @@ def open_append_file(path: Path, incarnation: int, segno: int) -> int:
         os.pwrite(fd, encode_segment_header(incarnation, segno, FLAG_APPEND), 0)
         fsync_dir(path.parent)
     except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        _discard(fd, path)
         raise
     return fd
+
+
+def _discard(fd: int, path: Path) -> None:
+    """A segment whose creation failed half-way: closed and removed, so no file is left to recover."""
+    os.close(fd)
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def allocate_append_segment(path: Path, size: int, incarnation: int, segno: int) -> Segment:
