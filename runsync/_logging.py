@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 
-__all__ = ["get_logger"]
+__all__ = ["get_logger", "quiet_network_noise"]
 
 ROOT = "runsync"
 
@@ -53,3 +53,27 @@ def get_logger(name: str) -> logging.Logger:
     """``runsync.<name>``; messages already carry their ``runsync: `` prefix."""
     _root()
     return logging.getLogger(f"{ROOT}.{name}")
+
+
+class _DropOrphanedNetworkErrors(logging.Filter):
+    """asyncio's 'Task exception was never retrieved' for a connection error of a task an HTTP client
+    (aiohttp under s3fs, gcsfs, adlfs) abandoned after a network drop: the operation itself was retried
+    and reported by runsync, so the traceback is noise (issue 13 §2)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Task exception was never retrieved"):
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        names = f"{type(exc).__module__}.{type(exc).__name__}" if exc is not None else ""
+        return not (names.startswith("aiohttp") or "Connection" in names or "Disconnected" in names)
+
+
+_quieted = False
+
+
+def quiet_network_noise() -> None:
+    """Install the filter above on asyncio's logger, once per process (called when a remote connects)."""
+    global _quieted
+    if not _quieted:
+        _quieted = True
+        logging.getLogger("asyncio").addFilter(_DropOrphanedNetworkErrors())

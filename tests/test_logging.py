@@ -44,3 +44,33 @@ def test_the_runsync_logger_silences_them(tmp_path: Path) -> None:
 
 def test_runsync_silent_still_turns_them_off(tmp_path: Path) -> None:
     assert "runsync:" not in _stderr(tmp_path, "", env={"RUNSYNC_SILENT": "1"})
+
+
+def test_orphaned_aiohttp_task_errors_after_a_network_drop_are_not_printed() -> None:
+    """Issue 13 §2: 'Task exception was never retrieved … ClientConnectionResetError' tracebacks reached the
+    terminal although the push succeeded; the asyncio logger now drops those (and only those)."""
+    import logging as lg
+
+    from runsync._logging import quiet_network_noise
+
+    quiet_network_noise()
+    records: list[lg.LogRecord] = []
+
+    class Keep(lg.Handler):
+        def emit(self, record: lg.LogRecord) -> None:
+            records.append(record)
+
+    class ClientConnectionResetError(ConnectionResetError):
+        pass
+
+    h = Keep()
+    log = lg.getLogger("asyncio")
+    log.addHandler(h)
+    try:
+        for exc in (ClientConnectionResetError("reset"), ValueError("a real bug")):
+            log.error("Task exception was never retrieved", exc_info=(type(exc), exc, None))
+        log.error("something else entirely")
+    finally:
+        log.removeHandler(h)
+    assert [r.getMessage() for r in records] == ["Task exception was never retrieved", "something else entirely"]
+    assert records[0].exc_info is not None and str(records[0].exc_info[1]) == "a real bug"

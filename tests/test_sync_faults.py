@@ -49,7 +49,7 @@ from runsync.syncer import PushOptions, Remote, RetryPolicy, pull, push, redact,
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "s3cr3tP4ss"
-RETRY_LINE = re.compile(r"^network error \((\w+)\), retrying in \d+ s \(attempt (\d+)\)$")
+RETRY_LINE = re.compile(r"^network error \((\w+)\)(?: reaching \S+)?, retrying in \d+ s \(attempt (\d+); gives up in \d+ s\)$")
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
@@ -264,7 +264,8 @@ def test_cli_prints_retry_line(root: Path, tmp_path: Path, monkeypatch: pytest.M
     patch_remote(monkeypatch, fault=fault)
     rc, _, err = cli(capsys, "push", root, tmp_path / "remote")
     assert rc == 0, err
-    assert re.search(r"^runsync: network error \(ConnectionError\), retrying in \d+ s \(attempt 1\)$", err, re.MULTILINE), err
+    assert re.search(r"^runsync: network error \(ConnectionError\)(?: reaching \S+)?, retrying in \d+ s "
+                     r"\(attempt 1; gives up in \d+ s\)$", err, re.MULTILINE), err
 
 
 @pytest.mark.parametrize("exc", [PermissionError(13, "Permission denied"), OSError("AccessDenied: Access Denied"),
@@ -283,7 +284,7 @@ def test_permanent_error_fails_fast_without_retries(root: Path, tmp_path: Path, 
     assert said == []
     [(run, err)] = res.failures
     assert run == "run-a"
-    assert "permissions" in err and "credentials" in err, err  # actionable
+    assert "permissions" in err, err  # actionable: local advice for a local path (issue 13 §2)
 
 
 def test_permission_error_cli_exit_and_message(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -296,7 +297,7 @@ def test_permission_error_cli_exit_and_message(root: Path, tmp_path: Path, monke
     assert time.monotonic() - t0 < 3.0
     assert rc == 1
     assert "FAILED run-a" in err and "FAILED run-b" in err
-    assert "PermissionError" in err and "check the credentials and permissions" in err
+    assert "PermissionError" in err and "this is a local path" in err and "permissions" in err  # local advice
     assert "retrying" not in err
     assert proxies[0].count() == 1  # the push's one listing of the remote, not retried: every run fails with it
 

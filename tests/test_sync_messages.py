@@ -78,3 +78,26 @@ def test_s3_without_credentials_fails_at_once_saying_how_to_give_them(tree: Path
     assert "no AWS credentials found" in err and "AWS_ACCESS_KEY_ID" in err and "AWS_PROFILE" in err
     assert "-o key=" in err and "Traceback" not in err and "NoCredentialsError" not in err
     assert not (tree / "runs" / ".runsync").exists() or "nobucket" not in str(list((tree / "runs").rglob("*")))
+
+
+def test_a_wrong_endpoint_is_named_and_given_up_on(tree: Path) -> None:
+    """Nothing listens on 127.0.0.1:9: retry lines name the endpoint and the time left; the error says it was
+    never reached and what to check (issue 13 §2)."""
+    pytest.importorskip("s3fs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNSYNC_", "AWS_"))}
+    env.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y", AWS_DEFAULT_REGION="us-east-1", HOME=str(tree))
+    r = subprocess.run([sys.executable, "-m", "runsync", "push", "runs", "s3://bucket/x", "--retries", "2",
+                        "-o", "client_kwargs.endpoint_url=http://127.0.0.1:9", "-o", "config_kwargs.retries.max_attempts=1"],
+                       capture_output=True, text=True, cwd=tree, env=env, timeout=300)
+    assert r.returncode == 1
+    err = r.stderr
+    assert "reaching http://127.0.0.1:9" in err and "gives up in" in err, err
+    assert "never reached http://127.0.0.1:9" in err and "check the endpoint" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_local_path_that_cannot_be_written_gets_local_advice(tree: Path) -> None:
+    r = _cli("push", "runs", "/proc/forbidden/remote", cwd=tree)
+    assert r.returncode == 1
+    assert "this is a local path" in r.stderr and "credentials" not in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr

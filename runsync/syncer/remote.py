@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from .._logging import quiet_network_noise
 from ..format.atomic import tmp_name
 from ..format.errors import RunsyncError
 from . import s3_multipart
@@ -108,23 +109,44 @@ class RetryPolicy:
     base: float = 0.5
     cap: float = 30.0
     say: Callable[[str], None] = lambda msg: print(f"runsync: {msg}", file=sys.stderr)
+    # A remote this command has never reached (connection refused, name not found on its first requests)
+    # gives up after this many seconds, naming the endpoint; an outage in the middle of a push keeps `timeout`.
+    first_contact: float = 30.0
+    endpoint: str = ""  # where requests go (a URL's host, an S3 endpoint_url), for messages; set by Remote
+    local: bool = False  # a path on this machine: its errors get local advice, not credentials advice
+    reached: bool = False  # some request of this command got an answer
 
-    def run(self, what: str, fn: Callable[[], T], secret: str = "") -> T:
+    def run(self, what: str, fn: Callable[[], T], secret: str = "", contact: bool = True) -> T:
+        """``fn()`` with retries of transient errors; ``contact``: a success means a server answered (not
+        so for building a filesystem object, which sends nothing)."""
         start: float | None = None  # of the retrying: a long transfer that fails late still gets its retries
         attempt = 0
         while True:
             try:
-                return fn()
+                out = fn()
+                self.reached = self.reached or contact
+                return out
             except Exception as e:
                 attempt += 1
                 start = time.monotonic() if start is None else start
                 msg = _describe(e, secret)
                 if not is_transient(e):
-                    raise RemoteError(f"{what}: {msg}{_hint(e)}") from None
+                    raise RemoteError(f"{what}: {msg}{_hint(e, self.local)}") from None
+                where = f" reaching {self.endpoint}" if self.endpoint else ""
                 delay = min(self.cap, self.base * 2 ** (attempt - 1)) * (0.5 + random.random())
-                if attempt > self.retries or time.monotonic() - start + delay > self.timeout:
+                elapsed = time.monotonic() - start
+                never = not self.reached and _unreachable(e)
+                budget = min(self.timeout, self.first_contact) if never else self.timeout
+                if attempt > self.retries or elapsed + delay > budget:
+                    if never:
+                        raise RemoteError(
+                            f"{what}: {msg} — never reached {self.endpoint or 'the remote'} in {elapsed:.0f} s "
+                            f"({attempt} attempts): check the endpoint (-o client_kwargs.endpoint_url=..., "
+                            "$AWS_ENDPOINT_URL, the host in the URL), that the server is up, and that this machine "
+                            "has a route to it") from None
                     raise RemoteError(f"{what}: {msg} (gave up after {attempt} attempts)") from None
-                self.say(f"network error ({type(e).__name__}), retrying in {delay:.0f} s (attempt {attempt})")
+                self.say(f"network error ({type(e).__name__}){where}, retrying in {delay:.0f} s (attempt {attempt}; "
+                         f"gives up in {max(0.0, budget - elapsed - delay):.0f} s)")
                 time.sleep(delay)
 
 
@@ -154,16 +176,49 @@ def _one_line(text: str) -> str:
     return "; ".join(lines)
 
 
-def _hint(e: BaseException) -> str:
+_UNREACHABLE_TEXT = re.compile(r"connection refused|could not connect|cannot connect|name or service not known|"
+                               r"nodename nor servname|temporary failure in name resolution|no route to host|"
+                               r"network is unreachable|getaddrinfo|EndpointConnectionError", re.I)
+
+
+def _unreachable(e: BaseException) -> bool:
+    """Did the request fail before any server answered (refused, no such host, no route)?"""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, ConnectionRefusedError) or _UNREACHABLE_TEXT.search(f"{type(e).__name__}: {e}"):
+            return True
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    return False
+
+
+def _hint(e: BaseException, local: bool = False) -> str:
     if "HostKeyNotVerifiable" in f"{type(e).__name__}: {e}" or "Host key is not trusted" in str(e):
         return (" — the server's host key is not in your known_hosts files: check it, then add it (ssh-keyscan -p "
                 "PORT HOST >> ~/.ssh/known_hosts), or pass -o known_hosts=PATH (-o known_hosts=null: no check)")
     if isinstance(e, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
         return (" — TLS certificate verification failed; if your site uses its own CA, point "
                 "REQUESTS_CA_BUNDLE / SSL_CERT_FILE (and AWS_CA_BUNDLE for S3) at its certificate bundle")
+    if local and isinstance(e, (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError)):
+        return (" — this is a local path: check that the directory exists (or can be created) and that its "
+                "permissions let this user write there")
     if _PERMANENT_TEXT.search(str(e)) or isinstance(e, PermissionError):
         return " — check the credentials and permissions configured for this backend"
     return ""
+
+
+def _endpoint(url: str, options: dict[str, Any]) -> str:
+    """Where a remote's requests go, for messages: an endpoint_url if one is configured, else the URL's host."""
+    client = options.get("client_kwargs") if isinstance(options.get("client_kwargs"), dict) else {}
+    configured = client.get("endpoint_url") or options.get("endpoint_url")
+    if not configured and url.startswith(("s3://", "s3a://")):
+        configured = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if configured:
+        return redact(str(configured))
+    if "://" not in url or url.startswith(("file://", "memory://")):
+        return ""
+    parts = urlsplit(url)
+    return parts.hostname or ""
 
 
 class Remote:
@@ -178,6 +233,8 @@ class Remote:
         self._connecting = threading.Lock()
         if "://" not in url:  # a plain path: absolute now, connected (fsspec imported) on first use
             self.url = os.path.abspath(url)
+        self.policy.local = "://" not in url or url.startswith("file://")
+        self.policy.endpoint = _endpoint(self.url, self._options)
 
     def _connect(self) -> None:
         """Build the fsspec filesystem on first use: a push with nothing to send never imports
@@ -186,6 +243,7 @@ class Remote:
         from fsspec.implementations.local import LocalFileSystem
 
         protocol = urlsplit(self.url).scheme if "://" in self.url else "file"
+        quiet_network_noise()  # orphaned aiohttp task errors after a network drop: runsync reports the retry
         options = dict(self._options)
         options.update(connect_options(protocol, self.display, options,
                                        lambda what, fn: self.policy.run(what, fn, self.url),
@@ -199,7 +257,7 @@ class Remote:
         try:
             # A backend that logs in when built (sshfs) meets the network here: a refused or reset
             # connection is retried like any transfer; a wrong password or host key is not.
-            built = self.policy.run("connect", build, self.url)
+            built = self.policy.run("connect", build, self.url, contact=False)
         except RemoteError as e:
             raise RemoteSetupError(f"{self.display}: cannot {e}") from None
         if isinstance(built, ImportError):
