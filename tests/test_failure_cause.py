@@ -134,3 +134,37 @@ def test_show_prints_the_cause(tmp_path: Path) -> None:
     import runsync
     (view,) = [runsync.open_run(p) for p in tmp_path.iterdir() if (p / "run.json").exists()]
     assert view.streams()[0]["error"] == "ValueError: CUDA out of memory"
+
+
+def test_the_reports_runs_table_shows_the_cause(tmp_path: Path) -> None:
+    """Issue 13 §1: the report's runs table has a cause column when a listed run failed with one (headless
+    Chromium, as the other report tests)."""
+    from cdp import Browser, find_chromium
+
+    from runsync.report import build_report
+
+    if os.environ.get("RUNSYNC_SKIP_BROWSER") == "1":
+        pytest.skip("RUNSYNC_SKIP_BROWSER=1")
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.fail("the browser tests need Chromium (.ci/run installs it)", pytrace=False)
+    _run(tmp_path, '''
+        with runsync.init(dir=sys.argv[1], name="broken") as run:
+            run.log({"loss": 1.0})
+            raise ValueError("CUDA out of memory")
+    ''')
+    _run(tmp_path, '''
+        with runsync.init(dir=sys.argv[1], name="fine") as run:
+            run.log({"loss": 0.5})
+    ''')
+    out = tmp_path / "report.html"
+    build_report(tmp_path, out)
+    with Browser(chromium, timeout=30) as browser:
+        page = browser.new_page()
+        page.navigate(out.as_uri())
+        page.wait_for("window.runsyncReport && window.runsyncReport.ready", timeout=30)
+        heads = page.evaluate("Array.from(document.querySelectorAll('table.runs thead th')).map(t => t.textContent)")
+        rows = page.evaluate("Array.from(document.querySelectorAll('table.runs tbody tr')).map(tr => tr.textContent)")
+    assert any("cause" in h for h in heads), heads
+    assert any("broken" in r and "ValueError: CUDA out of memory" in r for r in rows), rows
+    assert any("fine" in r and "ValueError" not in r for r in rows), rows

@@ -49,7 +49,7 @@ _NUMERIC = np.array([ValueType.FLOAT, ValueType.INT, ValueType.BOOL], dtype=np.i
 # Keys whose name says "I am a position in training": preferred as x-axes when a run has many monotone keys.
 _AXIS_NAME = re.compile(r"epoch|token|sample|example|step|iter|seen|time|flop|images|batch", re.IGNORECASE)
 _BASE_FIELDS = ("id", "name", "project", "group", "job_type", "tags", "status", "created", "start", "duration",
-                "steps", "streams", "path")
+                "steps", "streams", "error", "path")
 
 
 @dataclass(frozen=True)

@@ -629,6 +629,10 @@
     cols.push({ k: "duration", label: "duration", get: function (r) { return r.duration; }, fmt: fmtDuration,
       num: true });
     cols.push({ k: "steps", label: "steps", get: function (r) { return r.steps; }, num: true });
+    if (RUNS.some(function (r) { return r.error; })) {  // why a failed run failed (status.json error, spec §7.2)
+      cols.push({ k: "error", label: "cause", get: function (r) { return r.error || ""; },
+        fmt: function (v) { return v.length > 60 ? v.slice(0, 59) + "\u2026" : v; } });
+    }
     // Config keys that differ between runs (the interesting hyperparameters), then common summary values.
     var cfgKeys = {};
     RUNS.forEach(function (r) { Object.keys(r.config || {}).forEach(function (k) { cfgKeys[k] = 1; }); });
