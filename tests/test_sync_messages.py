@@ -92,7 +92,7 @@ def test_a_wrong_endpoint_is_named_and_given_up_on(tree: Path) -> None:
     assert r.returncode == 1
     err = r.stderr
     assert "reaching http://127.0.0.1:9" in err and "gives up in" in err, err
-    assert "never reached http://127.0.0.1:9" in err and "check the endpoint" in err, err
+    assert "never reached http://127.0.0.1:9" in err and "check the host and port" in err, err
     assert "Traceback" not in err
 
 

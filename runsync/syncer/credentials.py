@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import sys
 from collections.abc import Callable
 from typing import Any
 
+from .._logging import get_logger
 from .errors import RemoteError, RemoteSetupError
 
 __all__ = ["connect_options"]
@@ -79,8 +79,9 @@ def _known_hosts(protocol: str, display: str) -> dict[str, Any]:
     files = [f for f in (os.path.expanduser("~/.ssh/known_hosts"), "/etc/ssh/ssh_known_hosts") if os.path.isfile(f)]
     if files:
         return {"known_hosts": files}
-    print(f"runsync: warning: no ~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts, so the host key of {display} is "
-          "not checked (add it with ssh-keyscan, or pass -o known_hosts=PATH)", file=sys.stderr)
+    get_logger("syncer").warning(f"runsync: warning: no ~/.ssh/known_hosts or /etc/ssh/ssh_known_hosts, so the host "
+                                 f"key of {display} is not checked (add it with ssh-keyscan, or pass "
+                                 "-o known_hosts=PATH)")
     return {}
 
 

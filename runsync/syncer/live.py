@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .._logging import get_logger
 from ..format.layout import RunLayout
 from ..format.liveness import run_state
 from ..format.meta import State
@@ -26,7 +27,7 @@ __all__ = ["main"]
 
 
 def _log(msg: str) -> None:
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+    get_logger("syncer").info(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}")
 
 
 def _push_once(run_dir: Path, remote: Remote) -> bool:

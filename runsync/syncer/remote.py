@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from .._logging import quiet_network_noise
+from .._logging import get_logger, quiet_network_noise
 from ..format.atomic import tmp_name
 from ..format.errors import RunsyncError
 from . import s3_multipart
@@ -53,6 +53,8 @@ _PERMANENT_TEXT = re.compile(r"AccessDenied|InvalidAccessKeyId|SignatureDoesNotM
                              # Google's token endpoint refusing a key (revoked, deleted, clock skew)
                              r"invalid_grant|RefreshError", re.IGNORECASE)
 
+
+_log = get_logger("syncer")
 
 def env_storage_options() -> dict[str, Any]:
     """``$RUNSYNC_STORAGE_OPTIONS``: a JSON object of fsspec options for remotes (e.g. an endpoint)."""
@@ -108,7 +110,7 @@ class RetryPolicy:
     timeout: float = 300.0  # give up on one operation after this many seconds of retrying
     base: float = 0.5
     cap: float = 30.0
-    say: Callable[[str], None] = lambda msg: print(f"runsync: {msg}", file=sys.stderr)
+    say: Callable[[str], None] = lambda msg: _log.warning(f"runsync: {msg}")
     # A remote this command has never reached (connection refused, name not found on its first requests)
     # gives up after this many seconds, naming the endpoint; an outage in the middle of a push keeps `timeout`.
     first_contact: float = 30.0
@@ -141,9 +143,9 @@ class RetryPolicy:
                     if never:
                         raise RemoteError(
                             f"{what}: {msg} — never reached {self.endpoint or 'the remote'} in {elapsed:.0f} s "
-                            f"({attempt} attempts): check the endpoint (-o client_kwargs.endpoint_url=..., "
-                            "$AWS_ENDPOINT_URL, the host in the URL), that the server is up, and that this machine "
-                            "has a route to it") from None
+                            f"({attempt} attempts): check the host and port (in the URL, or for an S3-compatible "
+                            "server -o client_kwargs.endpoint_url=... or $AWS_ENDPOINT_URL), that the server is up, "
+                            "and that this machine has a route to it") from None
                     raise RemoteError(f"{what}: {msg} (gave up after {attempt} attempts)") from None
                 self.say(f"network error ({type(e).__name__}){where}, retrying in {delay:.0f} s (attempt {attempt}; "
                          f"gives up in {max(0.0, budget - elapsed - delay):.0f} s)")
@@ -218,7 +220,8 @@ def _endpoint(url: str, options: dict[str, Any]) -> str:
     if "://" not in url or url.startswith(("file://", "memory://")):
         return ""
     parts = urlsplit(url)
-    return parts.hostname or ""
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if host and parts.port else host
 
 
 class Remote:
