@@ -168,6 +168,6 @@ def test_refused_connection_is_retried_then_reported(tmp_path: Path) -> None:
     said: list[str] = []
     remote = Remote(f"sftp://runsync@127.0.0.1:{port}/runs",
                     policy=RetryPolicy(retries=2, base=0.01, say=said.append))
-    with pytest.raises(RemoteSetupError, match=r"cannot connect: .*(gave up after|never reached 127\.0\.0\.1:\d+ in \d+ s \() ?3 attempts"):
+    with pytest.raises(RemoteSetupError, match=r"cannot connect: .*gave up after 3 attempts"):
         remote.listdir()
     assert len(said) == 2 and all(m.startswith("network error (") for m in said), said

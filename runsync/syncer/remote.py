@@ -142,8 +142,8 @@ class RetryPolicy:
                 if attempt > self.retries or elapsed + delay > budget:
                     if never:
                         raise RemoteError(
-                            f"{what}: {msg} — never reached {self.endpoint or 'the remote'} in {elapsed:.0f} s "
-                            f"({attempt} attempts): check the host and port (in the URL, or for an S3-compatible "
+                            f"{what}: {msg} (gave up after {attempt} attempts) — never reached "
+                            f"{self.endpoint or 'the remote'} in {elapsed:.0f} s: check the host and port (in the URL, or for an S3-compatible "
                             "server -o client_kwargs.endpoint_url=... or $AWS_ENDPOINT_URL), that the server is up, "
                             "and that this machine has a route to it") from None
                     raise RemoteError(f"{what}: {msg} (gave up after {attempt} attempts)") from None
@@ -209,6 +209,9 @@ def _hint(e: BaseException, local: bool = False) -> str:
     return ""
 
 
+_BUCKET_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl")
+
+
 def _endpoint(url: str, options: dict[str, Any]) -> str:
     """Where a remote's requests go, for messages: an endpoint_url if one is configured, else the URL's host."""
     client = options.get("client_kwargs") if isinstance(options.get("client_kwargs"), dict) else {}
@@ -219,6 +222,8 @@ def _endpoint(url: str, options: dict[str, Any]) -> str:
         return redact(str(configured))
     if "://" not in url or url.startswith(("file://", "memory://")):
         return ""
+    if url.split("://", 1)[0] in _BUCKET_SCHEMES:
+        return ""  # the URL names a bucket or container, not a host: the service's default endpoint
     parts = urlsplit(url)
     host = parts.hostname or ""
     return f"{host}:{parts.port}" if host and parts.port else host
