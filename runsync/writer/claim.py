@@ -22,6 +22,7 @@ from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
 from ..format.tail import read_tail
+from ..format.walcheck import Loss
 from ..format.wal import Columns
 
 __all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
@@ -36,6 +37,7 @@ class StreamHistory:
     max_time: float = float("-inf")
     tails: list[tuple[int, Columns]] = field(default_factory=list)
     incarnations: list[int] = field(default_factory=list)
+    losses: list[Loss] = field(default_factory=list)  # damaged WAL records skipped (spec §8.5)
 
 
 def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
@@ -59,7 +61,9 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
             pass
     for inc in h.incarnations:
         c = load_doc(Claim, stream.claim(inc))
-        tail = read_tail(stream, inc, covered, c.time_floor, same_boot=c.boot_id == host_identity()[1])
+        # Damaged records are reported by the new owner (open_pipeline), never raised or warned here.
+        tail = read_tail(stream, inc, covered, c.time_floor, same_boot=c.boot_id == host_identity()[1], warn=False)
+        h.losses.extend(tail.losses)
         if tail:
             h.tails.append((inc, tail))
             h.max_seq = max(h.max_seq, tail.max_seq)

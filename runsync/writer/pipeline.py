@@ -16,6 +16,7 @@ from typing import Any
 from ..format.layout import RunLayout
 from ..format.liveness import host_identity
 from ..format.meta import Claim, ConfigDoc, State, Status, SummaryDoc, load_doc
+from ..format.walcheck import describe_losses
 from .claim import StreamHistory, claim_stream, recover
 from .encoder import Encoder
 from .flusher import Flusher
@@ -46,6 +47,8 @@ def open_pipeline(layout: RunLayout, stream: str, run_id: str, resume: bool, set
     claim, history = claim_stream(layout, st, run_id, resume, settings.heartbeat_interval)
     summary = _load_or(SummaryDoc, st.summary)
     config_doc = _load_or(ConfigDoc, st.config)
+    for text in describe_losses(history.losses):  # spec §8.5: damaged records of a dead writer's WAL were skipped
+        reporter.problem(f"wal-damage {text}", f"recovering the WAL: {text}")
     recover(layout, st, history, summary, config_doc)
     first = _first_segment(st.segment(claim.incarnation, 0), claim.incarnation, settings, reporter, layout)
     enc = Encoder(first, claim.incarnation, claim.first_seq, history.max_step + 1 if resume else 0,
