@@ -42,7 +42,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 def crashed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     env = {**env_without_runsync(), "RUNSYNC_SILENT": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.run([sys.executable, "-c", CHILD.format(n=N), str(root)], env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(n=N), str(root)], env=env, timeout=120, check=False)
     assert proc.returncode == -signal.SIGKILL
     return root / "crashed"
 
@@ -87,7 +87,7 @@ def test_flip_in_a_middle_record_loses_that_record_only_and_warns(crashed: Path,
     ref, _ = _read(d)
     data = bytearray(seg.read_bytes())
     generic = [r for r in _records(bytes(data)) if r[3] == 4]
-    off, length, _crc, _kind = generic[len(generic) // 2]
+    off, _length, _crc, _kind = generic[len(generic) // 2]
     seq = int.from_bytes(data[off + 16 : off + 24], "little")
     data[off + 30] ^= 0x20  # the record's step field: its CRC fails
     seg.write_bytes(bytes(data))
@@ -218,3 +218,18 @@ def test_a_live_writer_is_never_reported_as_damaged(tmp_path: Path) -> None:
     finally:
         proc.wait(timeout=60)
     assert proc.returncode == 0 and reads >= 3, reads
+
+
+def test_show_warns_once_on_stderr(crashed: Path, tmp_path: Path) -> None:
+    d, seg = _copy(crashed, tmp_path)
+    data = bytearray(seg.read_bytes())
+    off = [r for r in _records(bytes(data)) if r[3] == 4][10][0]
+    seq = int.from_bytes(data[off + 16 : off + 24], "little")
+    data[off + 33] ^= 0x02
+    seg.write_bytes(bytes(data))
+    env = {**env_without_runsync(), "RUNSYNC_SILENT": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    r = subprocess.run([sys.executable, "-m", "runsync.cli", "show", str(d)], capture_output=True, text=True,
+                       env=env, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if "runsync: warning:" in ln]
+    assert len(lines) == 1 and seg.name in lines[0] and f"seq {seq} lost" in lines[0], r.stderr

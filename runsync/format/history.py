@@ -74,7 +74,7 @@ _WRITE_OPTS: dict[str, Any] = dict(
 
 # Every part carries a CRC-32 in each page header (spec §4.2, since 1.3): bit rot in a page is an
 # error, not a changed number. Stock readers ignore the field unless asked to check it.
-_CHECKSUMS: dict[str, Any] = dict(write_page_checksum=True)
+_CHECKSUMS: dict[str, Any] = {"write_page_checksum": True}
 
 
 @dataclass(frozen=True, order=True)

@@ -18,7 +18,7 @@ from .layout import StreamLayout
 from .wal import SEGMENT_HEADER_SIZE, Columns, Decoder, decode_segment_header
 from .walcheck import describe_losses
 
-__all__ = ["read_tail", "filter_seq", "warn_losses"]
+__all__ = ["filter_seq", "read_tail", "warn_losses"]
 
 
 def filter_seq(cols: Columns, above: int) -> Columns:
@@ -111,4 +111,4 @@ def _decode_segment(decoder: Decoder, path: Path, incarnation: int, same_boot: b
 def warn_losses(cols: Columns) -> None:
     """One warning per damaged segment, naming it and the seqs lost (spec §8.5)."""
     for text in describe_losses(cols.losses):
-        warnings.warn(f"runsync: {text} (bit rot in a WAL segment?)", DataLossWarning, stacklevel=3)
+        warnings.warn(f"{text} (bit rot in a WAL segment?)", DataLossWarning, stacklevel=3)

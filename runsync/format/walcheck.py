@@ -30,7 +30,7 @@ import numpy as np
 
 from .records import Kind
 
-__all__ = ["Loss", "find_resync", "describe_losses"]
+__all__ = ["Loss", "describe_losses", "find_resync"]
 
 _HEADER = struct.Struct("<II")
 _U32 = struct.Struct("<I")

@@ -140,7 +140,7 @@ def _first_per_path(losses: list[Any]) -> list[str]:
 
 def _json_documents(run: Path) -> list[Path]:
     """Every ``*.json`` a runsync writer or pusher stores in the run (temp and dot files skipped)."""
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(run):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "files")
         out.extend(Path(dirpath) / n for n in sorted(filenames) if n.endswith(".json") and not n.startswith("."))
@@ -189,6 +189,4 @@ def _check_saved_files(store: Path, res: LocalCheck) -> None:
 
 
 def _why(e: BaseException, path: Path) -> str:
-    text = str(e)
-    prefix = f"{path}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return str(e).removeprefix(f"{path}: ")

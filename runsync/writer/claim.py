@@ -22,10 +22,10 @@ from ..format.liveness import host_identity, stream_state
 from ..format.media import MEDIA_DIR
 from ..format.meta import Claim, ConfigDoc, State, SummaryDoc, load_doc, publish_doc, save_doc
 from ..format.tail import read_tail
-from ..format.walcheck import Loss
 from ..format.wal import Columns
+from ..format.walcheck import Loss
 
-__all__ = ["StreamHistory", "scan_stream", "claim_stream", "recover"]
+__all__ = ["StreamHistory", "claim_stream", "recover", "scan_stream"]
 
 
 @dataclass
