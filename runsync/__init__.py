@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .format.errors import (
     CorruptFileError,
+    DataLossWarning,
     FormatError,
     NotARunError,
     RunsyncError,
@@ -69,6 +70,7 @@ __all__ = [
     "RunFinishedError",
     "ForkedRunError",
     "LogValueError",
+    "DataLossWarning",
 ]
 
 
