@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .format.errors import (
     CorruptFileError,
+    DataLossWarning,
     FormatError,
     NotARunError,
     RunsyncError,
@@ -87,6 +88,7 @@ __all__ = [
     "RunFinishedError",
     "ForkedRunError",
     "LogValueError",
+    "DataLossWarning",
 ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import runsync
-from runsync.format.errors import CorruptFileError, NotARunError, UnsupportedVersionError
+from runsync.format.errors import CorruptFileError, DataLossWarning, NotARunError, UnsupportedVersionError
 
 
 def _run(root: Path) -> Path:
@@ -126,7 +126,9 @@ def test_torn_wal_tail_is_ignored(root: Path) -> None:
     (copy / "streams" / "main" / "wal.000000.000000").write_bytes(bytes(raw[:end]) + (48).to_bytes(4, "little")
                                                                 + (12345).to_bytes(4, "little") + b"\x03" * 40)
     t = time.time()
-    assert runsync.open_run(copy).history()["a"].tolist() == [float(i) for i in range(50)]
+    # A kill never leaves a torn record (§8.2), so the garbage is reported as damage (§8.5, since 1.3).
+    with pytest.warns(DataLossWarning, match=r"wal\.000000\.000000.*after seq 49"):
+        assert runsync.open_run(copy).history()["a"].tolist() == [float(i) for i in range(50)]
     assert time.time() - t < 10
 
 

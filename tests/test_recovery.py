@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,8 @@ def test_interrupted_segment_creation_does_not_block_resume(root: Path) -> None:
 def test_unknown_type_code_in_schema_is_skipped() -> None:
     """A newer minor version may add type codes: older readers skip those records by length."""
     body = SCHEMA_PREFIX.pack(Kind.SCHEMA, 0, 1) + SCHEMA_ITEM.pack(0, 42)
-    rec = struct.pack("<II", 8 + 16, 0) + body.ljust(16, b"\0")
+    # A SCHEMA record always carries its CRC (§8.3.2; a reader checks it since 1.3).
+    rec = struct.pack("<II", 8 + 16, zlib.crc32(body.ljust(16, b"\0"))) + body.ljust(16, b"\0")
     row = struct.pack("<IIB3xIqqd", 48, 0, Kind.ROW, 0, 1, 0, 0.0) + bytes(8)
     data = rec + row
     cols = Columns()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from typing import Any
 
-from ..format.errors import RunsyncError
+from ..format.errors import DataLossWarning, RunsyncError
 from ..format.version import FORMAT_VERSION
 from . import convert, inspect, report, restore, runs, sync, ui, watch
 
@@ -33,7 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """runsync's own warnings (a damaged WAL record, spec §8.5) as one plain stderr line, not Python's
+    file:line form; others as Python shows them."""
+    if issubclass(category, DataLossWarning):
+        if str(message) not in _shown:  # a command may read the same tail more than once
+            _shown.add(str(message))
+            print(f"runsync: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+_shown: set[str] = set()
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

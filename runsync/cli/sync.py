@@ -184,8 +184,55 @@ def cmd_pull(args: argparse.Namespace) -> int:
                    f"{res.skipped} already here")
 
 
+def _is_local_runs(target: str, force: bool) -> bool:
+    """A local runs root or run directory that holds no pushed runs (no manifest.json) is checked
+    locally (spec §12.8); with ``--local`` any local directory is. Remotes are verified as before."""
+    if "://" in target or not os.path.isdir(target):
+        if force:
+            raise RunsyncError(f"--local needs a local directory; {target} is not one")
+        return False
+    if force:
+        return True
+    from ..syncer.check import local_runs
+
+    runs = local_runs(Path(target))
+    return bool(runs) and not any((r / "manifest.json").is_file() for r in runs)
+
+
+def cmd_verify_local(args: argparse.Namespace) -> int:
+    from ..syncer.check import check_local
+
+    quiet = args.quiet or args.json
+    tty = sys.stderr.isatty()
+    last = [time.monotonic()]
+
+    def progress(done: int, total: int, res: Any) -> None:
+        now = time.monotonic()
+        if quiet or now - last[0] < (0.5 if tty else 5.0) and not (tty and done == total):
+            return  # a terminal line twice a second; elsewhere (logs, CI) a line every 5 s
+        last[0] = now
+        line = f"runsync: checked {done}/{total} runs, {res.files} files, {len(res.damaged)} damaged"
+        print(f"\r\033[K{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    res = check_local(Path(args.target), progress)
+    if tty and not quiet and res.runs:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(res.as_dict(), indent=1))
+        return 0 if res.ok else 1
+    for path, why in res.damaged:
+        print(f"DAMAGED  {path}: {why}")
+    if res.runs == 0:
+        print(f"no runs (directories with a run.json) under {args.target}")
+    print(res.summary())
+    return 0 if res.ok else 1
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ..syncer import Remote, verify
+
+    if args.run is None and _is_local_runs(args.target, args.local):
+        return cmd_verify_local(args)
 
     progress = _Progress(args.quiet or args.json, counts=lambda r: (r.files, None))
     remote = Remote(args.target, policy=_policy(args, progress), storage_options=storage_options(args))
@@ -309,10 +356,15 @@ def register(sub: Any) -> None:
     storage_arg(pull)
     pull.set_defaults(func=cmd_pull)
 
-    ver = sub.add_parser("verify", help="recompute hashes against manifests",
+    ver = sub.add_parser("verify", help="recompute hashes against manifests, or check a local runs directory",
                          description="Recompute the content hash of every file of every pushed run under TARGET and "
-                         "report missing, corrupt, stale and unlisted files (spec §12.6); exit status 1 if any.")
-    ver.add_argument("target", help="URL or path holding pushed runs")
+                         "report missing, corrupt, stale and unlisted files (spec §12.6); exit status 1 if any. A local "
+                         "runs directory or run directory without manifests (or any local directory, with --local) "
+                         "is checked on its own: every part's page checksums, every WAL segment's records, every "
+                         "JSON document and saved file; each damaged file is named.")
+    ver.add_argument("target", help="URL or path holding pushed runs, or a local runs directory or run directory")
+    ver.add_argument("--local", action="store_true",
+                     help="check TARGET as a local runs directory even if its runs have manifests (pulled copies)")
     ver.add_argument("--run", action="append", metavar="ID", help="only this run (repeatable)")
     ver.add_argument("--json", action="store_true", help="print a JSON report")
     ver.add_argument("--quiet", "-q", action="store_true", help="no progress lines; only the findings")

@@ -11,6 +11,7 @@ __all__ = [
     "UnsupportedVersionError",
     "NotARunError",
     "StreamClaimedError",
+    "DataLossWarning",
 ]
 
 
@@ -40,3 +41,7 @@ class NotARunError(FormatError):
 
 class StreamClaimedError(RunsyncError):
     """Another live process already writes this stream of the run (spec §6)."""
+
+
+class DataLossWarning(UserWarning):
+    """Records could not be read and were skipped, the rest was (spec §8.5: a damaged WAL record)."""

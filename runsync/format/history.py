@@ -75,6 +75,10 @@ _WRITE_OPTS: dict[str, Any] = dict(
     write_statistics=True,
 )
 
+# Every part carries a CRC-32 in each page header (spec §4.2, since 1.3): bit rot in a page is an
+# error, not a changed number. Stock readers ignore the field unless asked to check it.
+_CHECKSUMS: dict[str, Any] = {"write_page_checksum": True}
+
 
 @dataclass(frozen=True, order=True)
 class Part:
@@ -248,7 +252,8 @@ def write_part(history_dir: Path, stream: str, lo: int, hi: int, tables: Iterabl
     meta = {b"runsync.format": FORMAT_VERSION.encode(), b"runsync.stream": stream.encode()}
     items = [tables] if isinstance(tables, pa.Table) else tables
     with temporary(final, history_dir.parent / TMP_DIR) as tmp:
-        with pq.ParquetWriter(tmp, schema.with_metadata(meta), **(options or _WRITE_OPTS)) as w:
+        opts = {**(options or _WRITE_OPTS), **_CHECKSUMS}
+        with pq.ParquetWriter(tmp, schema.with_metadata(meta), **opts) as w:
             for t in items:
                 w.write_table(t.replace_schema_metadata(meta), row_group_size=ROW_GROUP_ROWS)
         fsync_file(tmp)
@@ -318,9 +323,14 @@ def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHE
 
     With ``keys``, only rows of those keys, and only the row groups whose ``key`` statistics can hold
     one of them are decoded (parts are sorted by key, spec §4.2).
+
+    Page checksums are verified where the part has them (spec §4.2, since 1.3): a page
+    that fails its CRC is a ``CorruptFileError`` naming the file, never changed values.
+    Each column must have the type the spec gives it: a flipped type in the (unchecksummed)
+    footer is an error, not a silent reinterpretation of the bytes.
     """
     try:
-        pf = pq.ParquetFile(path, filesystem=filesystem) if filesystem is not None else pq.ParquetFile(path)
+        pf = _open(path, filesystem)
         md = pf.schema_arrow.metadata or {}
         version = md.get(b"runsync.format")
         if version is None:
@@ -331,14 +341,36 @@ def read_part(path: Path | str, filesystem: Any = None, schema: pa.Schema = SCHE
         else:
             table = pf.read_row_groups(_row_groups_with(pf.metadata, keys))
             table = table.filter(pc.is_in(table.column("key"), pa.array(keys, pa.string())))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise CorruptFileError(f"unreadable history part ({e})", path) from None
+    except FileNotFoundError:
+        raise
+    except _READ_ERRORS as e:
+        raise CorruptFileError(f"unreadable part ({_reason(e)}); restore it from a copy (runsync pull)", path) from None
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise CorruptFileError(f"part lacks columns {missing}", path)
-    return table.select(schema.names).cast(schema)
+    table = table.select(schema.names)
+    for f in schema:
+        got = table.schema.field(f.name).type
+        if got != f.type:
+            raise CorruptFileError(f"column {f.name!r} has type {got}, the spec requires {f.type}", path)
+    return table.cast(schema)
+
+
+# What pyarrow raises on damaged bytes (a failed page CRC is an OSError; a damaged footer
+# can surface as any of these while Thrift or the Arrow schema is decoded).
+_READ_ERRORS = (pa.ArrowException, OSError, ValueError, KeyError, IndexError, TypeError, EOFError)
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).split("\n")[0][:200]
+    return f"{type(e).__name__}: {text}" if not isinstance(e, (pa.ArrowException, OSError)) else text
+
+
+def _open(path: Path | str, filesystem: Any = None) -> pq.ParquetFile:
+    """A ParquetFile that verifies page checksums on read (parts without them still read)."""
+    if filesystem is not None:
+        return pq.ParquetFile(path, filesystem=filesystem, page_checksum_verification=True)
+    return pq.ParquetFile(path, page_checksum_verification=True)
 
 
 def _row_groups_with(md: Any, keys: list[str]) -> list[int]:
@@ -514,4 +546,8 @@ def part_stats(path: Path) -> PartStats:
         t = st["time"].max
         max_time = max(max_time, t.timestamp() if hasattr(t, "timestamp") else t / 1e6)
         max_seq = max(max_seq, st["seq"].max)
+    named = parse_part_name(Path(path))
+    if named is not None and max_seq >= 0 and not named.lo <= max_seq <= named.hi:
+        # The footer has no checksum (spec §10): a flipped statistic must not move a resume's seqs.
+        raise CorruptFileError(f"statistics give seq {max_seq}, outside the part's range [{named.lo}, {named.hi}]", path)
     return PartStats(md.num_rows, max_step, max_time, max_seq)

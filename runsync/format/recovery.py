@@ -24,6 +24,7 @@ from .layout import RunLayout, StreamLayout
 from .meta import Claim, ConfigDoc, State, Status, SummaryDoc, load_doc
 from .tail import stream_tails
 from .wal import Columns
+from .walcheck import Loss
 
 __all__ = ["StreamHistory", "TailPart", "scan_stream", "recovery_steps", "crashed_status"]
 
@@ -40,6 +41,7 @@ class StreamHistory:
     claims: dict[int, Claim] = field(default_factory=dict)
     # The latest incarnation crashed with its WAL on another host's disk (spec §8.5): lost from here.
     lost_wal: Claim | None = None
+    losses: list[Loss] = field(default_factory=list)  # damaged WAL records skipped (spec §8.5)
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
     for applied in (_applied_seq(SummaryDoc, stream.summary), _applied_seq(ConfigDoc, stream.config)):
         h.max_seq = max(h.max_seq, applied)
     # each tail where its claim keeps it (a local wal_dir, §6.1), its floor from the parts too (§4.3)
-    found = stream_tails(stream, covered, h.incarnations, parts_dir=run.history)
+    # damaged records are reported by the new owner (open_pipeline) or the pusher, never warned here
+    found = stream_tails(stream, covered, h.incarnations, parts_dir=run.history, warn=False)
     h.claims = found.claims
     for inc, tail in found.tails:
+        h.losses.extend(tail.losses)
         if tail:
             h.tails.append((inc, tail))
             h.max_seq = max(h.max_seq, tail.max_seq)

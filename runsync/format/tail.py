@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import mmap
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CorruptFileError
+from .errors import CorruptFileError, DataLossWarning
 from .history import list_parts, part_stats
 from .layout import StreamLayout
 from .liveness import host_identity
 from .liveness import same_boot as ran_in_this_boot
 from .meta import Claim, load_doc
 from .wal import SEGMENT_HEADER_SIZE, Columns, Decoder, decode_segment_header
+from .walcheck import describe_losses
 
-__all__ = ["read_tail", "filter_seq", "tail_time_floor", "stream_tails", "StreamTails", "wal_location"]
+__all__ = ["read_tail", "filter_seq", "tail_time_floor", "stream_tails", "StreamTails", "wal_location",
+           "warn_losses"]
 
 _RESCANS = 5
 
@@ -46,6 +49,7 @@ def filter_seq(cols: Columns, above: int, below: int | None = None) -> Columns:
             vals = None if values is None else (values[idx] if isinstance(values, np.ndarray) else [values[i] for i in idx])
             out.add(key, vtype, steps[idx], times[idx], seqs[idx], vals)
     out.meta = [m for m in cols.meta if m.seq > above and (below is None or m.seq < below)]
+    out.losses = list(cols.losses)
     if below is None:
         out.max_seq = cols.max_seq if out else -1
     else:
@@ -68,36 +72,67 @@ def _read_segment(path: Path) -> bytes:
 
 def read_tail(
     stream: StreamLayout, incarnation: int, above: int, time_floor: float = float("-inf"), same_boot: bool = True,
-    below: int | None = None,
+    below: int | None = None, warn: bool = True,
 ) -> Columns:
     """Decode every record of ``incarnation`` with seq > ``above`` from its segments.
 
-    Each segment is decoded with checksums verified and up to its first torn or
-    unwritten record. If the machine rebooted since the writer ran
-    (``same_boot=False``), only the part below each segment's ``synced_off`` is
-    trusted (spec §8.5). Segments that vanish meanwhile (released by their
-    writer after their rows reached a part) are skipped. With ``below``, records
-    with seq >= below are left out: a later incarnation's claim started there
-    without seeing them (spec §8.5).
+    Each segment is decoded with checksums verified up to its end of written
+    records. If the machine rebooted since the writer ran (``same_boot=False``),
+    only the part below each segment's ``synced_off`` is trusted (spec §8.5).
+    Segments that vanish meanwhile (released by their writer after their rows
+    reached a part) are skipped. With ``below``, records with seq >= below are
+    left out: a later incarnation's claim started there without seeing them (§8.5).
+
+    A damaged record followed by intact ones is skipped by resynchronising
+    (spec §8.5, since 1.3). Damage is confirmed by reading the segment again, so
+    that a live writer's record in the making is never mistaken for it. Losses are
+    in the result's ``losses`` and, with ``warn``, one ``DataLossWarning`` per
+    damaged segment names the segment and the seqs lost.
     """
     decoder = Decoder(verify=True, time_floor=time_floor)
     cols = Columns()
     for inc, _segno, path in stream.segments():
         if inc != incarnation:
             continue
-        try:
-            data = _read_segment(path)
-        except FileNotFoundError:
+        state = decoder.state()
+        seg = _decode_segment(decoder, path, incarnation, same_boot, cols.max_seq, None)
+        if seg is None:
             continue
-        header = decode_segment_header(data, path)
-        if header is None:
-            continue  # creation interrupted or in progress: no records
-        got_inc, _, synced = header
-        if got_inc != incarnation:
-            raise CorruptFileError(f"segment claims incarnation {got_inc}", path)
-        end = len(data) if same_boot else min(len(data), synced)
-        decoder.decode(data, SEGMENT_HEADER_SIZE, end, cols, path)
+        if seg.losses:  # confirm: a second read must show the same damage at the same offsets
+            decoder.restore(state)
+            again = _decode_segment(decoder, path, incarnation, same_boot, cols.max_seq,
+                                    {loss.offset for loss in seg.losses})
+            if again is None:
+                continue
+            seg = again
+        cols.extend(seg)
+    if warn:
+        warn_losses(cols)
     return filter_seq(cols, above, below)
+
+
+def _decode_segment(decoder: Decoder, path: Path, incarnation: int, same_boot: bool, last_seq: int,
+                    resync_at: set[int] | None) -> Columns | None:
+    try:
+        data = _read_segment(path)
+    except FileNotFoundError:
+        return None
+    header = decode_segment_header(data, path)
+    if header is None:
+        return None  # creation interrupted or in progress: no records
+    got_inc, _, synced = header
+    if got_inc != incarnation:
+        raise CorruptFileError(f"segment claims incarnation {got_inc}", path)
+    end = len(data) if same_boot else min(len(data), synced)
+    seg = Columns(max_seq=last_seq)
+    decoder.decode(data, SEGMENT_HEADER_SIZE, end, seg, path, resync_at)
+    return seg
+
+
+def warn_losses(cols: Columns) -> None:
+    """One warning per damaged segment, naming it and the seqs lost (spec §8.5)."""
+    for text in describe_losses(cols.losses):
+        warnings.warn(f"{text} (bit rot in a WAL segment?)", DataLossWarning, stacklevel=3)
 
 
 def tail_time_floor(parts_dir: Path, stream: str, claim_floor: float) -> float:
@@ -146,7 +181,7 @@ class StreamTails:
 
 
 def stream_tails(stream: StreamLayout, above: int, incarnations: list[int] | None = None,
-                 parts_dir: Path | None = None) -> StreamTails:
+                 parts_dir: Path | None = None, warn: bool = True) -> StreamTails:
     """Tails (records with seq > ``above``) of every incarnation of ``stream`` that still has segments.
 
     Each incarnation's segments are read where its claim puts them
@@ -179,7 +214,8 @@ def stream_tails(stream: StreamLayout, above: int, incarnations: list[int] | Non
         if parts_dir is not None and parts_floor is None:
             parts_floor = tail_time_floor(parts_dir, stream.name, float("-inf"))
         floor = c.time_floor if parts_floor is None else max(c.time_floor, parts_floor)
-        tail = read_tail(wal, inc, above, floor, same_boot=ran_in_this_boot(c.host, c.boot_id), below=below)
+        tail = read_tail(wal, inc, above, floor, same_boot=ran_in_this_boot(c.host, c.boot_id), below=below,
+                         warn=warn)
         if tail:
             out.tails.append((inc, tail))
     return out

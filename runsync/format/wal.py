@@ -29,6 +29,7 @@ from .errors import CorruptFileError
 from .records import Kind, MetaOp
 from .values import ValueType
 from .version import FORMAT_MAJOR, FORMAT_MINOR, check_version
+from .walcheck import Loss, find_resync
 
 __all__ = [
     "MAGIC",
@@ -53,6 +54,7 @@ __all__ = [
     "Decoder",
     "Columns",
     "MetaRecord",
+    "Loss",
 ]
 
 MAGIC = b"RSYNCWAL"
@@ -129,6 +131,8 @@ class Columns:
     meta: list[MetaRecord] = field(default_factory=list)
     rows: int = 0
     max_seq: int = -1
+    # Damaged records met while decoding (spec §8.5, since 1.3); the caller reports them.
+    losses: list[Loss] = field(default_factory=list)
 
     def add(self, key: str, vtype: int, steps: np.ndarray, times: np.ndarray, seqs: np.ndarray, values: Any) -> None:
         self.chunks.setdefault(key, []).append((vtype, steps, times, seqs, values))
@@ -138,6 +142,7 @@ class Columns:
         for key, lst in other.chunks.items():
             self.chunks.setdefault(key, []).extend(lst)
         self.meta.extend(other.meta)
+        self.losses.extend(other.losses)
         self.rows += other.rows
         self.max_seq = max(self.max_seq, other.max_seq)
 
@@ -154,6 +159,14 @@ class _Schema:
     types: list[int]
     dtype_cache: dict[int, np.dtype] = field(default_factory=dict)
     _struct: struct.Struct | None = None
+    _shape: tuple[int, int] | None = None
+
+    def shape(self) -> tuple[int, int]:
+        """(record length, bytes used by the fields) of this schema's ROW records (spec §8.3.3)."""
+        if self._shape is None:
+            used = 8 + ROW_PREFIX.size + sum(struct.calcsize(VALUE_CODES[ValueType(t)]) for t in self.types)
+            self._shape = (align8(used), used)
+        return self._shape
 
     def struct(self) -> struct.Struct:
         if self._struct is None:
@@ -192,39 +205,73 @@ class Decoder:
         self.schemas: dict[int, _Schema] = {}
         self.unknown_schemas: set[int] = set()
 
-    def decode(self, data: bytes | memoryview, start: int, end: int, out: Columns, path: Any = None) -> int:
+    def state(self) -> tuple[dict[int, str], dict[int, _Schema], set[int], float]:
+        """The tables and time floor, to decode a segment again from the same start (tail.py)."""
+        return dict(self.keys), dict(self.schemas), set(self.unknown_schemas), self.time_floor
+
+    def restore(self, state: tuple[dict[int, str], dict[int, _Schema], set[int], float]) -> None:
+        keys, schemas, unknown, floor = state
+        self.keys, self.schemas, self.unknown_schemas, self.time_floor = dict(keys), dict(schemas), set(unknown), floor
+
+    def decode(self, data: bytes | memoryview, start: int, end: int, out: Columns, path: Any = None,
+               resync_at: set[int] | None = None) -> int:
         """Decode whole records in ``data[start:end]`` into ``out``; return the end offset.
 
-        Stops at the first zero length (end of written data), at a record that
-        runs past ``end``, or — when verifying — at the first checksum failure.
+        Stops at the first zero length (end of written data) or at a record that runs
+        past ``end``. When verifying, a record that fails its framing or CRC while
+        well-formed records follow is damage: it is recorded in ``out.losses`` and
+        decoding resumes after it (spec §8.5, since 1.3). ``resync_at``, if given,
+        limits that to damage at these offsets (a confirming second read); elsewhere
+        decoding stops as before 1.3.
         """
         mv = memoryview(data)
         pos = start
         acc = _Scalars()
         try:
-            return self._decode(mv, pos, end, out, acc, path)
+            while True:
+                pos, damaged = self._decode(mv, pos, end, out, acc, path)
+                if not self.verify or pos + 8 > end or (resync_at is not None and pos not in resync_at):
+                    return pos
+                acc.flush(out)  # out.max_seq is the last seq decoded before the damage
+                found = find_resync(mv, pos, end, out.max_seq, self._shape, self.keys)
+                if found is None:
+                    if damaged:
+                        out.losses.append(Loss(str(path), pos, out.max_seq, None))
+                    return pos
+                q, next_seq = found
+                out.losses.append(Loss(str(path), pos, out.max_seq, next_seq))
+                pos = q
         finally:
             acc.flush(out)
 
-    def _decode(self, mv: memoryview, pos: int, end: int, out: Columns, acc: _Scalars, path: Any) -> int:
+    def _shape(self, schema_id: int) -> tuple[int, int] | None:
+        schema = self.schemas.get(schema_id)
+        if schema is not None:
+            return schema.shape()
+        return (0, 0) if schema_id in self.unknown_schemas else None
+
+    def _decode(self, mv: memoryview, pos: int, end: int, out: Columns, acc: _Scalars,
+                path: Any) -> tuple[int, bool]:
+        """Decode from ``pos``; return where it stopped and whether a record there is damaged."""
         while pos + 8 <= end:
             length, crc = HEADER.unpack_from(mv, pos)
             if length == 0:
-                break
+                return pos, False
             if length < 16 or length % 8 or pos + length > end:
                 if self.verify:
-                    break  # torn or garbage tail
+                    return pos, True  # damaged framing (a kill leaves no torn record, §8.2)
                 raise CorruptFileError(f"bad WAL record length {length} at offset {pos}", path)
             kind = mv[pos + 8]
             if kind == Kind.ROW:
                 schema_id = _U32.unpack_from(mv, pos + 12)[0]
                 n = self._row_run(mv, pos, end, length, schema_id, out, acc, path)
                 if n == 0:
-                    break
+                    return pos, True
                 pos += n * length
                 continue
-            if self.verify and crc and zlib.crc32(mv[pos + 8 : pos + length]) != crc:
-                break
+            # Kinds other than ROW always carry their CRC, which may itself be 0 (since 1.3).
+            if self.verify and zlib.crc32(mv[pos + 8 : pos + length]) != crc:
+                return pos, True
             if kind == Kind.KEYDEF:
                 _, key_id, n = KEYDEF.unpack_from(mv, pos + 8)
                 s = pos + 8 + KEYDEF.size
@@ -247,7 +294,7 @@ class Decoder:
                 out.max_seq = max(out.max_seq, seq)
             # unknown kinds: skipped by length (spec §8.3)
             pos += length
-        return pos
+        return pos, False
 
     def _row_run(
         self, mv: memoryview, pos: int, end: int, length: int, schema_id: int, out: Columns, acc: _Scalars, path: Any
@@ -260,6 +307,8 @@ class Decoder:
             if self.verify:
                 return 0
             raise CorruptFileError(f"ROW record uses undefined schema {schema_id}", path)
+        if self.verify and length != schema.shape()[0]:
+            return 0  # not the length its schema gives (since 1.3: damage, §8.5)
         nxt = pos + length
         if nxt + 16 > end or _ROW_HEAD.unpack_from(mv, nxt)[::3] != (length, schema_id):
             return self._row_one(mv, pos, length, schema, out, acc, path)

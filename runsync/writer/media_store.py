@@ -132,9 +132,9 @@ class MediaStore:
             known: set[str] = set()
             for p in list_parts(self.dir):
                 try:
-                    t = pq.read_table(p.path, columns=["sha256", "data"])
+                    t = pq.read_table(p.path, columns=["sha256", "data"], page_checksum_verification=True)
                 except (OSError, ValueError):
-                    continue
+                    continue  # unreadable or failing its page CRCs: its items are simply stored again
                 data = t.column("data")
                 for sha, present in zip(t.column("sha256").to_pylist(), data.is_valid().to_pylist()):
                     if present:

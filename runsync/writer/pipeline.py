@@ -16,6 +16,7 @@ from typing import Any
 from ..format.layout import RunLayout, StreamLayout, wal_stream_dir
 from ..format.liveness import host_identity
 from ..format.meta import Claim, ConfigDoc, State, Status, SummaryDoc, load_doc
+from ..format.walcheck import describe_losses
 from .claim import StreamHistory, claim_stream, recover, remove_temp_leftovers
 from .encoder import Encoder
 from .flusher import Flusher, mapping_warning
@@ -58,6 +59,8 @@ def open_pipeline(layout: RunLayout, stream: str, run_id: str, resume: bool, set
                          "last history part are lost (resume on that host to recover them)")
     summary = _load_or(SummaryDoc, st.summary)
     config_doc = _load_or(ConfigDoc, st.config)
+    for text in describe_losses(history.losses):  # spec §8.5: damaged records of a dead writer's WAL were skipped
+        reporter.problem(f"wal-damage {text}", f"recovering the WAL: {text}")
     recover(layout, st, history, summary, config_doc)
     remove_temp_leftovers(layout, claim)
     wal = st if wal_dir is None else StreamLayout(wal_dir, st.name)
