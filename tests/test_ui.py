@@ -254,3 +254,20 @@ def test_bad_sources_are_clear_errors(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "runsync", "ui", "s3://nowhere/runs", "--port", "0"],
                          env=env(extra), capture_output=True, text=True, timeout=240, check=False)
     assert out.returncode == 1 and "runsync: error:" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_the_served_index_carries_define_metrics_default_x_axes(tmp_path: Path) -> None:
+    """As the static report does (issue 15's define_metric): a key whose runs all plot it against one
+    step_metric gets it as its default x-axis in the served page's index too."""
+    import runsync
+    from runsync.report.live import RunStore
+
+    run = runsync.init(dir=tmp_path)
+    run.define_metric("loss", step_metric="epoch")
+    for i in range(5):
+        run.log({"loss": 1 / (i + 1), "epoch": i / 2})
+    run.finish()
+    store = RunStore(str(tmp_path))
+    store.scan()
+    assert store.data(run.id) is not None  # reads the run (its keys, x-axes and step_metrics)
+    assert store.index()["step_metrics"] == {"loss": "epoch"}

@@ -279,7 +279,8 @@ class RunStore:
         data: dict[str, Any] = {kind: entry[kind] for kind in ("history", "system") if kind in entry}
         keys: dict[str, Any] = {"sig": run.sig, "history": sorted(data.get("history", {}).get("series", {})),
                 "x": sorted(data.get("history", {}).get("x", {})),
-                "system": sorted(data.get("system", {}).get("series", {})), "media": media, "problems": problems}
+                "system": sorted(data.get("system", {}).get("series", {})), "media": media, "problems": problems,
+                "step_metrics": dict(entry.get("step_metrics", {}))}  # define_metric's x-axes (spec §3.2)
         return data, keys
 
     def _keep(self, run_id: str, run: _Run) -> None:
@@ -338,6 +339,7 @@ class RunStore:
         system: set[str] = set()
         media: set[str] = set()
         xkeys: dict[str, int] = {}
+        key_axes: dict[str, set[str | None]] = {}  # history key → the step_metric of each run that logged it
         entries = []
         pending = 0
         for rid in order:
@@ -349,6 +351,8 @@ class RunStore:
             if keys is None:
                 continue
             hist.update(keys["history"])
+            for k in keys["history"]:
+                key_axes.setdefault(k, set()).add(keys.get("step_metrics", {}).get(k))
             for k in keys["x"]:
                 xkeys[k] = xkeys.get(k, 0) + 1
             system.update(keys["system"])
@@ -360,6 +364,8 @@ class RunStore:
             "options": {"max_points": self.opts.max_points, "budget": self.opts.budget},
             "runs": entries, "keys": sorted(hist), "xkeys": xkey_order(xkeys), "system_keys": sorted(system),
             "media_keys": sorted(media), "media_omitted": 0, "errors": errors, "pending": pending,
+            # as the static report: the default x-axis of a key whose runs all plot it against one step_metric
+            "step_metrics": {k: next(iter(a)) for k, a in sorted(key_axes.items()) if len(a) == 1 and None not in a},
         }
         with self._lock:
             if self.version == version:
