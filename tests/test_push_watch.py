@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from ui_util import wait
 
 import runsync
 
@@ -48,16 +49,6 @@ def _daemon(src: Path, remote: str, *args: str, env: dict[str, str] | None = Non
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(env))
 
 
-def _wait(cond: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _stop(p: subprocess.Popen[str]) -> tuple[str, str]:
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=60)
@@ -79,12 +70,12 @@ def test_live_run_reaches_a_local_remote_while_it_trains(tmp_path: Path) -> None
                              text=True)
     daemon = _daemon(src, str(remote), "--json")
     try:
-        seen = _wait(lambda: _rows(str(remote / "live1" / "history")), 30, "rows on the remote")
+        seen = wait(lambda: _rows(str(remote / "live1" / "history")), 30, "rows on the remote")
         assert train.poll() is None, "rows must reach the remote before the run ends"
         assert seen > 0
         assert train.wait(60) == 0, train.stderr.read() if train.stderr else ""
         status = remote / "live1" / "streams" / "main" / "status.json"
-        _wait(lambda: status.exists() and json.loads(status.read_text())["state"] == "finished", 30,
+        wait(lambda: status.exists() and json.loads(status.read_text())["state"] == "finished", 30,
               "the final commit")
     finally:
         if train.poll() is None:
@@ -106,7 +97,7 @@ def test_quiet_when_nothing_changes_and_one_line_per_pass_that_pushed(tmp_path: 
     subprocess.run([sys.executable, "-c", TRAIN, str(src), "0.3"], env=_env(), check=True, timeout=120)
     daemon = _daemon(src, str(remote))
     try:
-        _wait(lambda: (remote / "live1" / "manifest.json").exists(), 30, "the first push")
+        wait(lambda: (remote / "live1" / "manifest.json").exists(), 30, "the first push")
         time.sleep(1.5)  # several passes over an unchanged tree
     finally:
         _out, err = _stop(daemon)
@@ -133,7 +124,7 @@ def _moto(port: int) -> subprocess.Popen[bytes]:
                 return True
         except OSError:
             return False
-    _wait(up, 30, "moto server")
+    wait(up, 30, "moto server")
     import boto3
     boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id="testing",
                  aws_secret_access_key="testing").create_bucket(Bucket="watch")
@@ -156,13 +147,13 @@ def test_s3_outage_is_one_line_down_and_one_line_back(tmp_path: Path) -> None:
     reader.start()
     opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
     try:
-        _wait(lambda: _rows("s3://watch/runs/live1/history", storage_options=opts), 60, "the first push to S3")
+        wait(lambda: _rows("s3://watch/runs/live1/history", storage_options=opts), 60, "the first push to S3")
         server.terminate()
         server.wait(30)
-        _wait(lambda: any("unreachable" in ln for ln in lines), 90, "the daemon to notice the outage")
+        wait(lambda: any("unreachable" in ln for ln in lines), 90, "the daemon to notice the outage")
         time.sleep(2)  # more failing passes: still one line
         server = _moto(port)  # back, but empty: the daemon pushes the run again
-        _wait(lambda: _rows("s3://watch/runs/live1/history", storage_options=opts), 90, "the push after the outage")
+        wait(lambda: _rows("s3://watch/runs/live1/history", storage_options=opts), 90, "the push after the outage")
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0

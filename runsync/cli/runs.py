@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..format.errors import RunsyncError
-from ..reader.sql import records_to_arrow, sql_connection
+from ..reader.sql import is_number, records_to_arrow, sql_connection
 from ._common import DEFAULT_DIR, SUMMARY_NOTE, age, fmt, runs_dir, summary_source
 
 __all__ = ["cmd_runs", "cmd_sql", "fit_table", "records_to_arrow", "register", "sql_connection"]
@@ -172,10 +172,6 @@ def _csv_cell(v: Any) -> str:
     return str(v)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 # -- choosing columns ---------------------------------------------------------------------------
 
 
@@ -194,7 +190,7 @@ def _default_columns(records: list[dict[str, Any]], extra: list[str], group: str
     nums: dict[str, int] = {}
     for r in records:
         for k, v in r.items():
-            if k.startswith("summary.") and _is_number(v) and k not in cols:
+            if k.startswith("summary.") and is_number(v) and k not in cols:
                 nums[k] = nums.get(k, 0) + 1
     cols += sorted(nums, key=lambda k: (-nums[k], k))[:3]
     return [c for c in dict.fromkeys(cols) if c != group]
@@ -211,7 +207,7 @@ def varying_config(records: list[dict[str, Any]], exclude: set[str], limit: int)
                 counts[k] = counts.get(k, 0) + 1
                 distinct.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
     varying = [k for k in counts if 1 < len(distinct[k]) and k not in exclude]
-    numeric = {k for k in varying if all(_is_number(r[k]) for r in records if k in r)}
+    numeric = {k for k in varying if all(is_number(r[k]) for r in records if k in r)}
     return sorted(varying, key=lambda k: (bool(_NOISE.search(k)), k not in numeric, -counts[k], k))[:limit]
 
 
@@ -307,7 +303,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     else:
         rows = [[_cell(c, r.get(c)) + (summary_source(r, c[8:]) if c.startswith("summary.") else "") for c in cols]
                 for r in records]
-        right = [bool(records) and all(_is_number(r.get(c)) or r.get(c) is None for r in records)
+        right = [bool(records) and all(is_number(r.get(c)) or r.get(c) is None for r in records)
                  and c not in ("created", "start", "duration") for c in cols]
         titles = [(_group_title(args.group, v, len(rs), n), len(rs)) for v, rs, n in groups] if args.group else None
         print(fit_table(cols, rows, _term_width(args.width), args.max_width, right, titles))
@@ -365,7 +361,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
             w.writerow([_csv_cell(v) for v in r])
     else:
         cells = [[_cell("", v) for v in r] for r in rows]
-        right = [bool(rows) and all(_is_number(r[i]) or r[i] is None for r in rows) for i in range(len(cols))]
+        right = [bool(rows) and all(is_number(r[i]) or r[i] is None for r in rows) for i in range(len(cols))]
         print(fit_table(cols, cells, _term_width(args.width), args.max_width, right))
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return 0

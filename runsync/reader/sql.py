@@ -18,12 +18,13 @@ from ..format.layout import RUN_JSON, RunLayout
 from .run import RunView
 from .runs import known_columns, run_records
 
-__all__ = ["records_to_arrow", "sql_connection"]
+__all__ = ["is_number", "records_to_arrow", "sql_connection"]
 
 _log = get_logger("reader")
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A JSON number (bool excluded): what a typed numeric column of the runs table holds."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -35,7 +36,7 @@ def _arrow_column(col: str, values: list[Any]) -> Any:
     import pyarrow as pa
 
     if col in ("created", "start"):
-        return pa.array([None if not _is_number(v) else round(v * 1e6) for v in values], pa.int64()).cast(
+        return pa.array([None if not is_number(v) else round(v * 1e6) for v in values], pa.int64()).cast(
             pa.timestamp("us", tz="UTC"))
     kinds = set()
     for v in values:
