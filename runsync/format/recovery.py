@@ -77,7 +77,7 @@ def scan_stream(run: RunLayout, stream: StreamLayout) -> StreamHistory:
         h.max_seq = max(h.max_seq, applied)
     # each tail where its claim keeps it (a local wal_dir, §6.1), its floor from the parts too (§4.3)
     # damaged records are reported by the new owner (open_pipeline) or the pusher, never warned here
-    found = stream_tails(stream, covered, h.incarnations, parts_dir=run.history, warn=False)
+    found = stream_tails(stream, covered, h.incarnations, warn=False, parts_floor=h.max_time)  # parts read above
     h.claims = found.claims
     for inc, tail in found.tails:
         h.losses.extend(tail.losses)

@@ -181,7 +181,7 @@ class StreamTails:
 
 
 def stream_tails(stream: StreamLayout, above: int, incarnations: list[int] | None = None,
-                 parts_dir: Path | None = None, warn: bool = True) -> StreamTails:
+                 parts_dir: Path | None = None, warn: bool = True, parts_floor: float | None = None) -> StreamTails:
     """Tails (records with seq > ``above``) of every incarnation of ``stream`` that still has segments.
 
     Each incarnation's segments are read where its claim puts them
@@ -190,10 +190,10 @@ def stream_tails(stream: StreamLayout, above: int, incarnations: list[int] | Non
     predecessor's WAL was on another host's disk) and reused their seqs (spec §8.5).
     With ``parts_dir`` (the stream's table directory), each tail's time floor starts
     at the parts' greatest time too (§4.3): only streams with a tail pay that scan.
+    A caller that already knows that time passes it as ``parts_floor`` instead.
     """
     out = StreamTails()
     host = host_identity()[0]
-    parts_floor: float | None = None
     incs = stream.incarnations() if incarnations is None else incarnations
     in_stream = {inc for inc, _n, _p in stream.segments()}
     for inc in incs:
