@@ -95,6 +95,14 @@ def describe_error(e: BaseException | str) -> str:
 ERROR_MAX = 1000
 
 
+def exit_cause(status: object) -> tuple[int, str | None]:
+    """The exit code ``sys.exit(status)`` gives and, when it is not 0, the cause a run records (§7.2)."""
+    code = 0 if status is None else status if isinstance(status, int) else 1
+    if code == 0:
+        return 0, None
+    return code, describe_error(f"exited with status {code}" if isinstance(status, int) else f"exited: {status}")
+
+
 def _wrap_sys_exit() -> None:
     """Note the status of an explicit ``sys.exit(N)``: atexit cannot see it, and a run ended that way
     must be ``failed`` with the status as its cause, not ``finished``."""
@@ -104,11 +112,9 @@ def _wrap_sys_exit() -> None:
 
     def exit(status: object = None) -> None:
         global _exit_status, _uncaught_error
-        code = 0 if status is None else status if isinstance(status, int) else 1
-        if code != 0:
-            _exit_status = code
-            _uncaught_error = describe_error(f"exited with status {code}" if isinstance(status, int)
-                                             else f"exited: {status}")
+        code, cause = exit_cause(status)
+        if cause is not None:
+            _exit_status, _uncaught_error = code, cause
         real(status)  # type: ignore[arg-type]
 
     exit._runsync = True  # type: ignore[attr-defined]

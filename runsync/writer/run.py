@@ -218,10 +218,9 @@ class Run(WandbRunMixin):
             self.finish(exit_code=0)
             return
         if isinstance(v, SystemExit):
-            code = 0 if v.code is None else v.code if isinstance(v.code, int) else 1
-            if code:
-                self._set_error(lifecycle.describe_error(f"exited with status {code}" if isinstance(v.code, int)
-                                                         else f"exited: {v.code}"))
+            code, cause = lifecycle.exit_cause(v.code)
+            if cause is not None:
+                self._set_error(cause)
             self.finish(exit_code=code)
             return
         self._set_error(lifecycle.describe_error(v))
