@@ -291,6 +291,12 @@ def test_forked_child_cannot_log_to_parent_run(root: Path) -> None:
     run = runsync.init(id="forked", dir=root, settings=quiet)
     for s in range(50):
         run.log({"x": float(s)})  # the (x: float) fast path is cached
+    # The allocator's first round ends with the full-disk reserve (spec §9.4); after it, it sleeps for
+    # flush_interval. Snapshot only then, or the parent's own allocation looks like the child's write.
+    reserve = run.dir / "streams" / "main" / ".reserve"
+    deadline = time.monotonic() + 30
+    while not (reserve.exists() and reserve.stat().st_size == 64 << 10) and time.monotonic() < deadline:
+        time.sleep(0.01)
     before = _snapshot(run.dir)
 
     pid = os.fork()

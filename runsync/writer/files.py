@@ -22,7 +22,7 @@ from ..format.atomic import TMP_DIR, fsync_dir, temporary
 from ..format.files import FILES_DIR, FileEntry, FilesDoc, object_path
 from ..format.manifest import check_rel_path
 from ..format.meta import load_doc, save_doc
-from .report import Reporter
+from .reporter import Reporter
 
 __all__ = ["FileSaver", "POLICIES", "resolve_save"]
 

@@ -22,7 +22,7 @@ from ..format.layout import RunLayout, StreamLayout
 from ..format.meta import ConfigDoc, Durability, State, Status, SummaryDoc, save_doc
 from ..format.wal import Columns, Decoder
 from .encoder import Encoder
-from .report import Reporter
+from .reporter import Reporter
 from .segments import (
     MappingUnsupported,
     Segment,

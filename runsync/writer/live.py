@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .report import Reporter
+from .reporter import Reporter
 
 __all__ = ["start_live_sync", "stop_live_sync"]
 

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from ..format.history import Part, list_parts, read_part, remove_parts
 from ..format.media import MEDIA_DIR, MEDIA_SCHEMA, MediaRow, media_table, write_media_part
 from .flusher import SOFT_MEDIA, merge_group
-from .report import Reporter
+from .reporter import Reporter
 
 __all__ = ["MediaStore"]
 

@@ -20,7 +20,7 @@ from ..format.walcheck import describe_losses
 from .claim import StreamHistory, claim_stream, recover, remove_temp_leftovers
 from .encoder import Encoder
 from .flusher import Flusher, mapping_warning
-from .report import Reporter
+from .reporter import Reporter
 from .segments import MappingUnsupported, Segment, allocate_append_segment, allocate_file_segment, memory_segment
 from .settings import Settings
 

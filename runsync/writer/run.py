@@ -28,7 +28,7 @@ from .live import start_live_sync, stop_live_sync
 from .media_store import MediaStore
 from .names import new_id, new_name
 from .pipeline import open_pipeline
-from .report import Reporter
+from .reporter import Reporter
 from .settings import (
     Settings,
     env,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..format.layout import SYSTEM_DIR, RunLayout
 from .pipeline import Pipeline, open_pipeline
-from .report import Reporter
+from .reporter import Reporter
 from .settings import Settings
 
 __all__ = ["SystemRecorder", "SYSTEM_SEGMENT"]

@@ -13,7 +13,7 @@ from typing import Any
 from ..format.wal import MetaOp
 from .encoder import LogValueError, RunFinishedError
 from .metrics import Metrics, parse_definition
-from .report import Reporter
+from .reporter import Reporter
 from .settings import notice_once
 
 __all__ = ["WandbRunMixin", "bind_log", "sync_tensorboard", "NO_DATA"]
