@@ -27,24 +27,24 @@ from .version import FORMAT_VERSION, check_version
 from .wal import Columns
 
 __all__ = [
-    "SCHEMA",
     "PART_RE",
-    "remove_parts",
-    "sort_rows",
-    "merge_parts",
     "ROW_GROUP_ROWS",
+    "SCHEMA",
     "Part",
-    "part_name",
-    "parse_part_name",
-    "list_parts",
-    "select_cover",
     "columns_to_table",
-    "write_part",
-    "read_part",
-    "resolve",
-    "to_wide",
     "empty_table",
+    "list_parts",
+    "merge_parts",
+    "parse_part_name",
+    "part_name",
+    "read_part",
+    "remove_parts",
+    "resolve",
+    "select_cover",
+    "sort_rows",
+    "to_wide",
     "warm_up",
+    "write_part",
 ]
 
 SCHEMA = pa.schema(
@@ -400,6 +400,8 @@ def resolve(table: pa.Table) -> pa.Table:
     """
     if table.num_rows == 0:
         return table
+    if _cannot_repeat(table):
+        return table
     order = table.sort_by(
         [("step", "ascending"), ("key", "ascending"), ("stream", "ascending"), ("time", "descending"),
          ("seq", "descending")]
@@ -415,6 +417,21 @@ def resolve(table: pa.Table) -> pa.Table:
     return order.filter(pa.array(first))
 
 
+def _cannot_repeat(table: pa.Table) -> bool:
+    """Rows of one stream and one key whose steps strictly increase: already resolved and in order.
+
+    The common read (``history(keys=[k])`` of a one-stream run) then costs no sort. Rows are read in
+    seq order (parts by range, rows by (key, seq) within a part, §4.2), so strictly increasing steps
+    mean no (stream, step, key) repeats, and the rows are already sorted by step as ``resolve`` returns.
+    """
+    key, stream = table.column("key"), table.column("stream")
+    n = table.num_rows
+    if n > 1 and (pc.count_distinct(key).as_py() != 1 or pc.count_distinct(stream).as_py() != 1):
+        return False
+    steps = table.column("step").to_numpy()
+    return bool(np.all(steps[1:] > steps[:-1]))
+
+
 def to_wide(resolved: pa.Table, keys: list[str] | None = None, by_stream: bool = False) -> pa.Table:
     """Resolved long rows → one row per step with a column per key (spec §4.6).
 
@@ -427,7 +444,7 @@ def to_wide(resolved: pa.Table, keys: list[str] | None = None, by_stream: bool =
     stream in reader order (``layout.stream_order``), then step. Column types
     are decided over all streams together, so every stream's cells share them.
     """
-    if keys is not None:
+    if keys is not None and not set(pc.unique(resolved.column("key")).to_pylist()) <= set(keys):
         resolved = resolved.filter(pc.is_in(resolved.column("key"), pa.array(keys, pa.string())))
     if resolved.num_rows == 0:
         empty: dict[str, pa.Array] = {"step": pa.array([], pa.int64())}
@@ -449,6 +466,10 @@ def to_wide(resolved: pa.Table, keys: list[str] | None = None, by_stream: bool =
         out["step"] = pa.array(uniq_pairs[:, 1], pa.int64())
         out["stream"] = pa.array([by_rank[r] for r in uniq_pairs[:, 0].tolist()], pa.string())
         n = len(uniq_pairs)
+    elif len(steps_all) < 2 or bool(np.all(steps_all[1:] > steps_all[:-1])):
+        uniq, inverse = steps_all, np.arange(len(steps_all))  # one key's resolved rows: no sort needed
+        out["step"] = pa.array(uniq, pa.int64())
+        n = len(uniq)
     else:
         uniq, inverse = np.unique(steps_all, return_inverse=True)
         out["step"] = pa.array(uniq, pa.int64())

@@ -28,7 +28,7 @@ from ..format.tail import filter_seq, stream_tails, wal_location
 from ..format.wal import Columns
 from .streams import REDUCTIONS, check_streams, first_by_stream, reduce_over_streams, select_streams, shares_keys
 
-__all__ = ["RunView", "open_run", "UnreadableTailWarning"]
+__all__ = ["RunView", "UnreadableTailWarning", "open_run"]
 
 
 class UnreadableTailWarning(UserWarning):
@@ -214,11 +214,11 @@ class RunView:
             if cols.rows:
                 tail = filter_seq(cols, hi.get(name, -1))
                 if tail.rows:
-                    tables.append(columns_to_table(tail, name))
-        table = pa.concat_tables(tables) if tables else empty_table()
-        if keys is not None:
-            table = table.filter(pc.is_in(table.column("key"), pa.array(list(keys), pa.string())))
-        return table
+                    t = columns_to_table(tail, name)
+                    if keys is not None:  # parts were read for the keys already (read_part)
+                        t = t.filter(pc.is_in(t.column("key"), pa.array(list(keys), pa.string())))
+                    tables.append(t)
+        return pa.concat_tables(tables) if tables else empty_table()
 
     def history(self, keys: list[str] | None = None, wide: bool = True, format: str = "pandas",
                 streams: list[str] | None = None, reduce: str | None = None) -> Any:
