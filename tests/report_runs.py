@@ -85,9 +85,10 @@ def make_runs(root: Path) -> list[MadeRun]:
     return out
 
 
-def write_system_part(run_dir: Path, samples: int) -> None:
-    """A ``system/`` part in history's long schema: cpu.percent, memory.used_percent, gpu.0.util_percent."""
-    keys = ["cpu.percent", "gpu.0.util_percent", "memory.used_percent"]
+def write_system_part(run_dir: Path, samples: int, keys: list[str] | None = None, scale: float = 1.0) -> None:
+    """A ``system/`` part in history's long schema: cpu.percent, memory.used_percent, gpu.0.util_percent
+    (or ``keys``, sorted), values times ``scale``."""
+    keys = sorted(keys or ["cpu.percent", "gpu.0.util_percent", "memory.used_percent"])
     t0 = os.stat(run_dir / "run.json").st_mtime
     rows: dict[str, list[Any]] = {c: [] for c in SCHEMA.names}
     seq = 0
@@ -97,7 +98,7 @@ def write_system_part(run_dir: Path, samples: int) -> None:
             rows["time"].append(int((t0 + 2.0 * s) * 1e6))
             rows["key"].append(key)
             rows["type"].append(1)
-            rows["value"].append(float(10 + (s * 7 + len(key)) % 80))
+            rows["value"].append(float(10 + (s * 7 + len(key)) % 80) * scale)
             rows["int"].append(None)
             rows["text"].append(None)
             rows["stream"].append("sysfake")

@@ -87,6 +87,23 @@
     return String(v);
   }
 
+  // A byte count in human units (KiB, MiB, GiB, ...; powers of 1024), for system keys named *bytes*.
+  function fmtBytes(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "";
+    var units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    var a = Math.abs(v), u = 0;
+    while (a >= 1024 && u < units.length - 1) { a /= 1024; u++; }
+    var t = u === 0 ? String(Math.round(a)) : String(Number(a.toPrecision(3)));
+    return (v < 0 ? "-" : "") + t + " " + units[u];
+  }
+
+  // The y-axis formatter of a key: bytes (and bytes per second) in human units, else short numbers.
+  function yFormat(key) {
+    if (/bytes_per_s$/.test(key)) return function (v) { var t = fmtBytes(v); return t && t + "/s"; };
+    if (/bytes/.test(key)) return fmtBytes;
+    return fmtShort;
+  }
+
   function fmtDuration(s) {
     if (s === null || s === undefined || !isFinite(s)) return "";
     var neg = s < 0 ? "-" : "";
@@ -523,8 +540,8 @@
           scale: "x", size: 34, font: "11px system-ui, sans-serif",
           values: axis === "rel" ? function (u, splits) { return splits.map(fmtDuration); } : undefined,
         },
-        { scale: "y", size: 58, font: "11px system-ui, sans-serif",
-          values: function (u, splits) { return splits.map(fmtShort); } },
+        { scale: "y", size: yFormat(ch.key) === fmtShort ? 58 : 76, font: "11px system-ui, sans-serif",
+          values: function (u, splits) { return splits.map(yFormat(ch.key)); } },
       ],
       cursor: {
         drag: { x: true, y: false, setScale: true },
