@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +20,7 @@ from ..format.meta import ConfigDoc, Durability, State, Status, SummaryDoc, save
 from ..format.wal import Columns, Decoder
 from .encoder import Encoder
 from .reporter import Reporter
+from .reserve import Reserve
 from .segments import (
     MappingUnsupported,
     Segment,
@@ -32,38 +30,9 @@ from .segments import (
     open_append_file,
 )
 from .settings import Settings
+from .switch_interval import short_switch_interval
 
-__all__ = ["Flusher", "merge_group", "FULL", "short_switch_interval", "mapping_warning"]
-
-_SWITCH = 0.0005
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.005
-
-
-@contextmanager
-def short_switch_interval() -> Iterator[None]:
-    """Lower the interpreter's GIL switch interval while the flusher converts.
-
-    Each numpy/Arrow call that releases the GIL makes the flusher wait up to a
-    switch interval (5 ms by default) to get it back while the training thread
-    runs Python; a part takes dozens of such calls. The user's value is
-    restored when the last flusher leaves.
-    """
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-            if _switch_saved > _SWITCH:
-                sys.setswitchinterval(_SWITCH)
-        _switch_users += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0 and sys.getswitchinterval() == _SWITCH and _switch_saved > _SWITCH:
-                sys.setswitchinterval(_switch_saved)
+__all__ = ["FULL", "Flusher", "mapping_warning", "merge_group", "short_switch_interval"]
 
 _RETRY_DISK = 15.0
 SOFT_MEDIA = 64 << 20  # queued media bytes that make a part due now
@@ -155,6 +124,7 @@ class Flusher:
         # Append mode (spec §8.2.1), by segno: pending rows decoded from a segment that are not yet in its
         # file (in append mode a memory segment is an append segment whose file is made when it is written).
         self._unwritten: dict[int, int] = {}
+        self._reserve = Reserve(stream.dir)  # room for the final status on a full disk (spec §9.4)
         self.media: Any = None  # a MediaStore when this pipeline writes history (spec §13)
 
     # -- lifecycle ----------------------------------------------------------
@@ -179,36 +149,10 @@ class Flusher:
             except Exception as e:  # never let the thread die silently
                 self.reporter.problem("alloc", f"segment allocation failed: {type(e).__name__}: {e}")
             if reserve:  # after the first spare: that one is what log() is waiting for
-                self._make_reserve()
+                self._reserve.make()
                 reserve = False
             self._alloc_wake.wait(self.settings.flush_interval)
             self._alloc_wake.clear()
-
-    # Room for the final status.json on a full disk (spec §9.4): a writer-private, dot-named file that
-    # readers and the syncer ignore, deleted to make space for the last status write, and at the end.
-    RESERVE = ".reserve"
-    RESERVE_BYTES = 64 << 10
-
-    def _make_reserve(self) -> None:
-        path = self.stream.dir / self.RESERVE
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        except OSError:
-            return  # no reserve: the final status write may fail on a full disk, as without one
-        try:
-            # Allocated, not just sized: a sparse copy of a crashed run's reserve would hold no room.
-            os.posix_fallocate(fd, 0, self.RESERVE_BYTES)
-        except (OSError, AttributeError):
-            self._drop_reserve()  # an empty reserve would only pretend to free room
-        finally:
-            os.close(fd)
-
-    def _drop_reserve(self) -> bool:
-        try:
-            os.unlink(self.stream.dir / self.RESERVE)
-            return True
-        except OSError:
-            return False
 
     def _stop_alloc(self) -> None:
         self._stop = True
@@ -454,7 +398,7 @@ class Flusher:
                 save_doc(st, self.stream.status, durable=state != State.RUNNING, tmp_dir=self.stream.tmp)
             except OSError as e:
                 # The last status is what tells readers how the run ended and what was dropped.
-                if state == State.RUNNING or e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._drop_reserve():
+                if state == State.RUNNING or e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._reserve.drop():
                     raise
                 save_doc(st, self.stream.status, durable=True, tmp_dir=self.stream.tmp)
             self._last_status = st.heartbeat
@@ -503,7 +447,7 @@ class Flusher:
                 + (f"; {lost} rows held only in memory (the disk was full) are lost" if lost else "")
             )
         self._write_status(state, exit_code)
-        self._drop_reserve()
+        self._reserve.drop()
 
     # -- problems ------------------------------------------------------------------
     def _disk_problem(self, kind: str, what: str, e: OSError) -> None:
