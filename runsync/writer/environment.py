@@ -101,6 +101,7 @@ from typing import Any
 from ..format.atomic import write_atomic
 from ..format.version import FORMAT_VERSION
 from .git_state import entry_script, git_snapshot
+from .system import gpu_inventory
 from .redact import REDACTED, environment_secrets, Scrubber, redact_argv, secret_name, strip_url_credentials
 
 __all__ = [
@@ -154,46 +155,12 @@ def _cpu_model() -> str | None:
 
 
 def _gpus(errors: list[str]) -> list[dict[str, Any]]:
-    """GPU inventory: runsync.writer.system if present, else NVML through pynvml, else none."""
+    """GPU inventory (``host.gpus``): the one NVML inventory, runsync.writer.system's ``gpu_inventory``."""
     try:
-        from . import system  # type: ignore[attr-defined]
-
-        inventory = system.gpu_inventory
-    except (ImportError, AttributeError):
-        inventory = None
-    if inventory is not None:
-        try:
-            return [dict(g) if isinstance(g, dict) else {"name": str(g)} for g in inventory() or []]
-        except Exception as e:  # noqa: BLE001 — another module's trouble must not stop the capture
-            errors.append(f"gpus: {type(e).__name__}: {e}")
-            return []
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except Exception:  # noqa: BLE001 — not installed, or broken: no GPUs known
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 — no driver: no NVIDIA GPUs
-        return []
-    try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        out = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            out.append({"index": i, "name": _text(pynvml.nvmlDeviceGetName(h)),
-                        "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                        "uuid": _text(pynvml.nvmlDeviceGetUUID(h)), "driver": driver})
-        return out
-    except Exception as e:  # noqa: BLE001
+        return [dict(g) for g in gpu_inventory()]
+    except Exception as e:  # noqa: BLE001 — it never raises; should it, the capture goes on without GPUs
         errors.append(f"gpus: {type(e).__name__}: {e}")
         return []
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-
-
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 def _host(errors: list[str]) -> dict[str, Any]:
