@@ -166,3 +166,54 @@ def test_s3_outage_is_one_line_down_and_one_line_back(tmp_path: Path) -> None:
     assert len(down) == 1 and len(back) == 1, err
     assert "127.0.0.1" in down[0] or "s3://watch/runs" in down[0]
     assert "Traceback" not in err and "retrying in" not in err
+
+
+def test_live_run_reaches_s3_while_it_trains(tmp_path: Path) -> None:
+    """The S3 half of issue 18 §1's test: moto in server mode on 127.0.0.1, stock pandas reading through s3fs."""
+    pytest.importorskip("moto.server")
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL_S3": endpoint, "AWS_ENDPOINT_URL": endpoint}
+    opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": endpoint}}
+    src = tmp_path / "runs"
+    src.mkdir()
+    server = _moto(port)
+    train = subprocess.Popen([sys.executable, "-c", TRAIN, str(src), "8"], env=_env(), stderr=subprocess.PIPE,
+                             text=True)
+    daemon = _daemon(src, "s3://watch/runs", "--json", env=env)
+    try:
+        seen = wait(lambda: _rows("s3://watch/runs/live1/history", storage_options=opts), 60, "rows on S3")
+        assert train.poll() is None, "rows must reach the remote before the run ends"
+        assert seen > 0
+        assert train.wait(60) == 0, train.stderr.read() if train.stderr else ""
+        import s3fs
+        fs = s3fs.S3FileSystem(**opts)
+
+        def finished() -> bool:
+            fs.invalidate_cache()
+            try:
+                return bool(json.loads(fs.cat("watch/runs/live1/streams/main/status.json"))["state"] == "finished")
+            except (FileNotFoundError, ValueError, KeyError):
+                return False
+        wait(finished, 60, "the final commit on S3")
+        out, _err = _stop(daemon)
+        passes = [json.loads(line) for line in out.splitlines() if line.strip()]
+        assert passes and sum(p["runs_pushed"] for p in passes) >= 2  # live, then final
+        v = subprocess.run([sys.executable, "-m", "runsync", "verify", "s3://watch/runs"], capture_output=True,
+                           text=True, env=_env(env), timeout=120)
+        assert v.returncode == 0, v.stdout + v.stderr
+        key = ["stream", "step", "key", "seq"]
+        local = pd.read_parquet(src / "live1" / "history").sort_values(key).reset_index(drop=True)
+        remote = pd.read_parquet("s3://watch/runs/live1/history", storage_options=opts)
+        remote = remote.sort_values(key).reset_index(drop=True)
+        assert len(local) > 0
+        pd.testing.assert_frame_equal(remote, local[remote.columns.tolist()])
+        assert runsync.open_run(src / "live1").history()["loss"].notna().sum() == len(local) // 2
+    finally:
+        if train.poll() is None:
+            train.kill()
+        if daemon.poll() is None:
+            daemon.kill()
+        server.terminate()
+        server.wait(30)
